@@ -1,0 +1,190 @@
+"""The typer application object and the helpers every command module shares.
+
+Command modules live in ``triage/commands/`` and register themselves on :data:`app`;
+``triage.cli`` imports them all. Keep this module light: it is imported by ``triage --help``,
+which must not import pandas, scikit-learn or coremltools.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Any, Iterable, Optional
+
+import typer
+
+ENV_DB = "TRIAGE_DB"
+
+app = typer.Typer(
+    name="triage",
+    help="Turn Apple crash reports from ML model compilers into a short list of distinct bugs.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+class OutputFormat(str, Enum):
+    table = "table"
+    json = "json"
+    csv = "csv"
+
+
+class _State:
+    db: Optional[Path] = None
+    rules: list[Path] = []
+
+
+state = _State()
+
+
+def default_db_path() -> Path:
+    """Per-user data folder (platformdirs), e.g. ``~/.local/share/triage/triage.db``."""
+    from platformdirs import user_data_dir
+
+    return Path(user_data_dir("triage", appauthor=False)) / "triage.db"
+
+
+def resolve_db_path(explicit: Optional[Path] = None) -> Path:
+    """``--db`` beats ``$TRIAGE_DB`` beats the per-user default."""
+    if explicit is not None:
+        return Path(explicit).expanduser()
+    env = os.environ.get(ENV_DB)
+    if env:
+        return Path(env).expanduser()
+    return default_db_path()
+
+
+def db_path() -> Path:
+    return resolve_db_path(state.db)
+
+
+def open_store():
+    """Open the store chosen by the global options (creating it on first use)."""
+    from triage.store.db import Store
+
+    return Store.open(db_path())
+
+
+@app.callback()
+def _main(
+    db: Optional[Path] = typer.Option(
+        None,
+        "--db",
+        help=f"SQLite store to use (default: ${ENV_DB}, else a file in the per-user data folder).",
+        envvar=None,
+    ),
+    rules: list[Path] = typer.Option(
+        [],
+        "--rules",
+        help="Extra rule file (frame normalization, signature lists); repeatable. "
+        "Adds to the shipped rules and to [rules] files in triage.toml.",
+    ),
+) -> None:
+    state.db = db
+    state.rules = list(rules)
+
+
+def rule_files() -> list[Path]:
+    """User rule files: ``[rules] files`` from triage.toml, then every ``--rules``."""
+    from triage.config import section
+
+    files = [Path(f) for f in section("rules").get("files", [])]
+    return files + list(state.rules)
+
+
+# ---------------------------------------------------------------------------- output helpers
+
+def dumps_json(obj: Any) -> str:
+    import orjson
+
+    return orjson.dumps(
+        obj, option=orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS, default=_json_default
+    ).decode()
+
+
+def _json_default(obj: Any):
+    if isinstance(obj, Path):
+        return str(obj)
+    if isinstance(obj, (set, frozenset)):
+        return sorted(obj)
+    if isinstance(obj, int):  # ints beyond 64 bits
+        return str(obj)
+    if hasattr(obj, "item"):  # numpy scalars
+        return obj.item()
+    raise TypeError(f"not JSON serializable: {type(obj).__name__}")
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "yes" if value else ""
+    if isinstance(value, (list, tuple)):
+        return ", ".join(_cell(v) for v in value)
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={_cell(v)}" for k, v in value.items())
+    return str(value)
+
+
+def render_table(rows: list[dict], columns: list[str], title: str | None = None,
+                 headers: dict[str, str] | None = None, width: int | None = None) -> str:
+    """Render rows as a rich table into a string (fits ``width`` columns, default terminal/100)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    headers = headers or {}
+    table = Table(title=title, show_lines=False, header_style="bold")
+    for c in columns:
+        table.add_column(headers.get(c, c), overflow="fold")
+    for r in rows:
+        table.add_row(*[_cell(r.get(c)) for c in columns])
+    if width is None:
+        width = 100 if not sys.stdout.isatty() else None
+    buf = io.StringIO()
+    console = Console(file=buf, width=width, force_terminal=False, color_system=None)
+    console.print(table)
+    return buf.getvalue()
+
+
+def render_csv(rows: Iterable[dict], columns: list[str]) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(columns)
+    for r in rows:
+        w.writerow([_csv_cell(r.get(c)) for c in columns])
+    return buf.getvalue()
+
+
+def _csv_cell(v: Any) -> str:
+    if isinstance(v, (list, dict)):
+        import orjson
+
+        return orjson.dumps(v, option=orjson.OPT_NON_STR_KEYS, default=_json_default).decode()
+    return "" if v is None else str(v)
+
+
+def emit(rows: list[dict], fmt: str, columns: list[str], *, title: str | None = None,
+         headers: dict[str, str] | None = None, json_obj: Any = None) -> None:
+    """Print ``rows`` as a table, JSON array (or ``json_obj`` when given) or CSV."""
+    fmt = fmt.value if isinstance(fmt, Enum) else fmt
+    if fmt == "json":
+        out(dumps_json(rows if json_obj is None else json_obj))
+    elif fmt == "csv":
+        sys.stdout.write(render_csv(rows, columns))
+    else:
+        sys.stdout.write(render_table(rows, columns, title=title, headers=headers))
+
+
+def out(text: str) -> None:
+    sys.stdout.write(text if text.endswith("\n") else text + "\n")
+
+
+def warn(text: str) -> None:
+    """One line on stderr (used for per-file problems: ``path: reason``)."""
+    sys.stderr.write(text.rstrip("\n") + "\n")

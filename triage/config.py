@@ -1,0 +1,76 @@
+"""User configuration: ``triage.toml`` in the working folder, then the user config folder.
+
+Sections (all optional)::
+
+    [rules]                       # extra frame/signature rule files (see docs/rules.md)
+    files = ["my-rules.toml"]
+
+    [cluster]                     # clustering settings (see docs/clustering.md)
+    threshold = 0.3
+
+    [releases]                    # build aliases (see docs/reports.md)
+    beta5 = "26A5353q"
+    [releases.iOS]
+    beta5 = "23A5330a"
+
+Relative paths inside a config file are resolved against that file's folder.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from triage.errors import UserError
+
+CONFIG_NAME = "triage.toml"
+
+
+def config_paths() -> list[Path]:
+    """Config files in precedence order (later ones override earlier keys)."""
+    from platformdirs import user_config_dir
+
+    paths = [Path(user_config_dir("triage", appauthor=False)) / CONFIG_NAME,
+             Path.cwd() / CONFIG_NAME]
+    return [p for p in paths if p.is_file()]
+
+
+def _merge(dst: dict, src: dict) -> dict:
+    for k, v in src.items():
+        if isinstance(v, dict) and isinstance(dst.get(k), dict):
+            _merge(dst[k], v)
+        else:
+            dst[k] = v
+    return dst
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path}: cannot read config: {exc}")
+    except tomllib.TOMLDecodeError as exc:
+        raise UserError(f"{path}: invalid TOML: {exc}")
+    rules = data.get("rules")
+    if isinstance(rules, dict) and isinstance(rules.get("files"), list):
+        rules["files"] = [str((path.parent / f).resolve()) for f in rules["files"]]
+    return data
+
+
+@lru_cache(maxsize=8)
+def _load(paths: tuple[Path, ...]) -> dict[str, Any]:
+    merged: dict[str, Any] = {}
+    for p in paths:
+        _merge(merged, read_config_file(p))
+    return merged
+
+
+def load_config() -> dict[str, Any]:
+    return _load(tuple(config_paths()))
+
+
+def section(name: str) -> dict[str, Any]:
+    value = load_config().get(name, {})
+    return value if isinstance(value, dict) else {}

@@ -1,0 +1,150 @@
+"""The embedded SQLite store: opening, schema, transactions, and blob helpers.
+
+WAL mode plus a long busy timeout and ``BEGIN IMMEDIATE`` write transactions (retried) let two
+``triage ingest`` processes write to the same store at once without "database is locked"
+reaching the user. Everything a write stage does happens inside ``Store.transaction()``, so a
+crash, kill or Ctrl-C leaves the store consistent.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+import zlib
+from contextlib import contextmanager
+from importlib import resources
+from pathlib import Path
+from typing import Any, Iterator
+
+import orjson
+
+from triage.errors import UserError
+
+SCHEMA_VERSION = 1
+BUSY_TIMEOUT_MS = 60_000
+
+
+def _schema_sql() -> str:
+    return resources.files("triage.store").joinpath("schema.sql").read_text(encoding="utf-8")
+
+
+def pack(obj: Any) -> bytes:
+    """Compress a JSON-able object for a BLOB column."""
+    return zlib.compress(orjson.dumps(obj, option=orjson.OPT_NON_STR_KEYS, default=_default), 3)
+
+
+def unpack(blob: bytes | None) -> Any:
+    if blob is None:
+        return None
+    return orjson.loads(zlib.decompress(blob))
+
+
+def jdump(obj: Any) -> str | None:
+    if obj is None:
+        return None
+    return orjson.dumps(obj, option=orjson.OPT_NON_STR_KEYS, default=_default).decode()
+
+
+def jload(text: str | bytes | None) -> Any:
+    if text is None:
+        return None
+    return orjson.loads(text)
+
+
+def _default(obj: Any):
+    if isinstance(obj, int):  # beyond 64 bits: keep exact as text
+        return str(obj)
+    if isinstance(obj, (set, frozenset)):
+        return sorted(obj)
+    if isinstance(obj, Path):
+        return str(obj)
+    if hasattr(obj, "item"):
+        return obj.item()
+    raise TypeError(f"not JSON serializable: {type(obj).__name__}")
+
+
+class Store:
+    """A connection to one triage store file."""
+
+    def __init__(self, path: Path, conn: sqlite3.Connection):
+        self.path = path
+        self.conn = conn
+
+    @classmethod
+    def open(cls, path: Path | str) -> "Store":
+        path = Path(path).expanduser()
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UserError(f"{path}: cannot create the store's folder: {exc.strerror or exc}")
+        if path.exists() and path.is_dir():
+            raise UserError(f"{path}: is a folder, not a store file")
+        try:
+            conn = sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_MS / 1000,
+                                   isolation_level=None, check_same_thread=False)
+            conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            _retry(lambda: conn.execute("PRAGMA journal_mode=WAL"))
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            store = cls(path, conn)
+            store._migrate()
+        except sqlite3.DatabaseError as exc:
+            raise UserError(f"{path}: not a usable triage store ({exc})")
+        return store
+
+    def _migrate(self) -> None:
+        version = self.conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise UserError(f"{self.path}: store was written by a newer triage "
+                            f"(schema {version} > {SCHEMA_VERSION})")
+        if version == SCHEMA_VERSION:
+            return
+        with self.transaction() as conn:
+            conn.executescript("SAVEPOINT s;" + _schema_sql() + "RELEASE s;")
+            conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """``BEGIN IMMEDIATE`` ... ``COMMIT`` (rolled back on any error, including Ctrl-C)."""
+        _retry(lambda: self.conn.execute("BEGIN IMMEDIATE"))
+        try:
+            yield self.conn
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        else:
+            _retry(lambda: self.conn.execute("COMMIT"))
+
+    def query(self, sql: str, params: Any = ()) -> list[sqlite3.Row]:
+        cur = self.conn.execute(sql, params)
+        cur.row_factory = sqlite3.Row
+        return cur.fetchall()
+
+    def get_meta(self, key: str, default: str | None = None) -> str | None:
+        row = self.conn.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return default if row is None else row[0]
+
+    def set_meta(self, key: str, value: str | None) -> None:
+        self.conn.execute("INSERT INTO meta(key, value) VALUES(?, ?) "
+                          "ON CONFLICT(key) DO UPDATE SET value=excluded.value", (key, value))
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _retry(fn, attempts: int = 200, delay: float = 0.05):
+    """Run ``fn`` retrying on SQLITE_BUSY/LOCKED beyond the busy timeout (WAL upgrade races)."""
+    for i in range(attempts):
+        try:
+            return fn()
+        except sqlite3.OperationalError as exc:
+            msg = str(exc)
+            if ("locked" not in msg and "busy" not in msg) or i == attempts - 1:
+                raise
+            time.sleep(delay)
