@@ -83,7 +83,7 @@ def _main(
         [],
         "--rules",
         help="Extra rule file (frame normalization, signature lists); repeatable. "
-        "Adds to the shipped rules and to [rules] files in triage.toml.",
+        "Adds to the shipped rules and to \\[rules] files in triage.toml.",
     ),
 ) -> None:
     state.db = db

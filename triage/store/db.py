@@ -99,9 +99,16 @@ class Store:
                             f"(schema {version} > {SCHEMA_VERSION})")
         if version == SCHEMA_VERSION:
             return
-        with self.transaction() as conn:
-            conn.executescript("SAVEPOINT s;" + _schema_sql() + "RELEASE s;")
-            conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        # executescript() commits any open transaction first, so the script carries its own
+        # BEGIN IMMEDIATE ... COMMIT (every statement is idempotent: concurrent opens are safe)
+        script = ("BEGIN IMMEDIATE;\n" + _schema_sql()
+                  + f"\nPRAGMA user_version={SCHEMA_VERSION};\nCOMMIT;")
+        try:
+            _retry(lambda: self.conn.executescript(script))
+        except BaseException:
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+            raise
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:

@@ -147,3 +147,14 @@ CREATE TABLE IF NOT EXISTS meta (
     key    TEXT PRIMARY KEY,
     value  TEXT
 );
+
+-- Added by the frames engineer (issue 3, triage/frames/symbolize.py PeerSymbols):
+-- function starts learned from symbolicated frames, per image UUID, used to name unsymbolicated
+-- frames of the same image (same OS build). PeerSymbols also creates it on stores made earlier.
+CREATE TABLE IF NOT EXISTS symbol_map (
+    image_uuid TEXT NOT NULL,
+    start      INTEGER NOT NULL,     -- imageOffset - symbolLocation
+    end_seen   INTEGER NOT NULL,     -- largest imageOffset seen inside this function
+    symbol     TEXT NOT NULL,
+    PRIMARY KEY (image_uuid, start)
+);

@@ -1,0 +1,132 @@
+"""``triage symbolicate``: re-symbolicate stored reports, re-normalize, recompute signatures.
+
+Everything is written in one ``Store.transaction()``: either every changed report is rewritten
+(``incidents.frames``, ``last_exception``, ``detail``, ``signature``, ``proto_signature``,
+``stack_id``, the ``stacks`` counts and the ``symbol_map`` peer table) or nothing is.
+Cluster assignments are left alone: ``triage recluster`` regroups changed signatures.
+"""
+
+from __future__ import annotations
+
+import zlib
+from pathlib import Path
+from typing import Any, Iterable, Optional
+
+import orjson
+
+from triage.records import KIND_CRASH
+
+_UPSERT_STACK = ("INSERT INTO stacks (stack_id, signature, proto_signature, frames, count) "
+                 "VALUES (?, ?, ?, ?, 1) ON CONFLICT(stack_id) DO UPDATE SET count = count + 1")
+
+
+def _dumps(obj: Any) -> bytes:
+    try:
+        from triage.ingest import _dumps as ingest_dumps  # same encoding as ingest
+
+        return ingest_dumps(obj)
+    except ImportError:  # pragma: no cover
+        from triage.store.db import _default
+
+        return orjson.dumps(obj, option=orjson.OPT_NON_STR_KEYS, default=_default)
+
+
+def _jtext(obj: Any) -> Optional[str]:
+    return None if obj is None else _dumps(obj).decode()
+
+
+def _signature_fn(rule_files: list[Path]):
+    try:
+        from triage.signature import compute_signature, load_siglists
+    except ImportError:
+        return None
+    lists = load_siglists(list(rule_files))
+    return lambda r: compute_signature(r, lists)
+
+
+def resymbolicate_store(store, dsym_paths: Iterable[Path], rule_files: Iterable[Path] = (), *,
+                        incident_ids: Optional[list[str]] = None,
+                        use_peers: bool = True) -> dict[str, Any]:
+    """Returns the summary: ``reports_seen``, ``reports_changed``, ``frames_dsym``,
+    ``frames_peer``, ``signatures_changed``, ``dsym_files``, ``changed`` (incident ids whose
+    signature changed), ``problems``."""
+    from triage.errors import UserError
+    from triage.frames.normalize import load_rules, normalize_report
+    from triage.frames.stored import load_report, resolve_incident_id
+    from triage.frames.symbolize import DsymIndex, PeerSymbols, symbolicate_report
+
+    dsym_paths = list(dsym_paths)
+    rule_files = list(rule_files)
+    index = DsymIndex.from_paths(dsym_paths) if dsym_paths else DsymIndex()
+    if dsym_paths and not len(index):
+        raise UserError(f"{dsym_paths[0]}: no Mach-O or dSYM file found"
+                        + (" (and in the other --dsym paths)" if len(dsym_paths) > 1 else ""))
+    rules = load_rules(rule_files)
+    signature = _signature_fn(rule_files)
+    summary: dict[str, Any] = {"reports_seen": 0, "reports_changed": 0, "frames_dsym": 0,
+                               "frames_peer": 0, "signatures_changed": 0,
+                               "dsym_files": len(index), "changed": [],
+                               "problems": list(index.problems)}
+    with store.transaction() as conn:
+        if incident_ids:
+            ids = []
+            for text in incident_ids:
+                iid = resolve_incident_id(conn, text)
+                if iid is None:
+                    raise UserError(f"{text}: no such incident id in the store")
+                ids.append(iid)
+        else:
+            ids = [r[0] for r in conn.execute("SELECT incident_id FROM incidents "
+                                              "ORDER BY incident_id")]
+        peers = PeerSymbols.load(conn) if use_peers else None
+        if peers is not None:  # pass 1: learn from every (dSYM-symbolicated) stored report
+            for iid in [r[0] for r in conn.execute("SELECT incident_id FROM incidents")]:
+                rep = load_report(conn, iid)
+                if rep is None:
+                    continue
+                symbolicate_report(rep, index)
+                peers.observe(rep)
+        for iid in ids:
+            rep = load_report(conn, iid)
+            if rep is None:
+                continue
+            summary["reports_seen"] += 1
+            n_dsym = symbolicate_report(rep, index)
+            n_peer = peers.apply(rep) if peers is not None else 0
+            normalize_report(rep, rules)
+            old = conn.execute("SELECT frames, last_exception, signature, proto_signature, "
+                               "stack_id FROM incidents WHERE incident_id=?", (iid,)).fetchone()
+            new_frames = _jtext(rep.crashing_frames())
+            new_le = _jtext(rep.last_exception_backtrace)
+            if not n_dsym and not n_peer and new_frames == old[0] and new_le == old[1]:
+                continue
+            sig = None
+            if signature is not None and rep.kind == KIND_CRASH:
+                try:
+                    sig = signature(rep)
+                except Exception as exc:  # noqa: BLE001
+                    summary["problems"].append(f"{iid}: signature failed: {exc}")
+            detail = zlib.compress(_dumps({"threads": rep.threads, "images": rep.images,
+                                           "header": rep.header, "extra": rep.extra,
+                                           "notes": rep.notes}), 3)
+            new_sig = (getattr(sig, "signature", None), getattr(sig, "proto_signature", None),
+                       getattr(sig, "stack_id", None)) if sig is not None else tuple(old[2:5])
+            conn.execute("UPDATE incidents SET frames=?, last_exception=?, detail=?, "
+                         "signature=?, proto_signature=?, stack_id=? WHERE incident_id=?",
+                         (new_frames, new_le, detail, *new_sig, iid))
+            if sig is not None and new_sig[2] != old[4]:
+                if old[4]:
+                    conn.execute("UPDATE stacks SET count = MAX(count - 1, 0) WHERE stack_id=?",
+                                 (old[4],))
+                if new_sig[2]:
+                    conn.execute(_UPSERT_STACK, (new_sig[2], new_sig[0] or "", new_sig[1] or "",
+                                                 _jtext(list(sig.stack or []))))
+            if new_sig[0] != old[2]:
+                summary["signatures_changed"] += 1
+                summary["changed"].append(iid)
+            summary["reports_changed"] += 1
+            summary["frames_dsym"] += n_dsym
+            summary["frames_peer"] += n_peer
+        if peers is not None:
+            peers.save(conn)
+    return summary

@@ -1,0 +1,117 @@
+"""Rebuild Report / Frame records from stored incidents (for ``triage frames`` / ``symbolicate``).
+
+The ingest stage stores the crashing thread's frames as JSON (``incidents.frames``), the last
+exception backtrace (``incidents.last_exception``) and all threads, images, header, extra and
+notes in the compressed ``incidents.detail`` blob (dataclasses turned into dicts).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import fields
+from typing import Any
+
+from triage.errors import UserError
+from triage.records import Frame, Image, Report, Thread
+
+_FRAME_FIELDS = {f.name for f in fields(Frame)}
+_IMAGE_FIELDS = {f.name for f in fields(Image)}
+_THREAD_FIELDS = {f.name for f in fields(Thread)} - {"frames"}
+_REPORT_FIELDS = {f.name for f in fields(Report)}
+
+
+def _int(v: Any) -> Any:
+    if isinstance(v, str) and v.isdigit():  # ints beyond 64 bits are stored as text
+        return int(v)
+    return v
+
+
+def frame_from_dict(d: dict) -> Frame:
+    kw = {k: v for k, v in d.items() if k in _FRAME_FIELDS}
+    for k in ("offset", "symbol_offset", "image_base", "address"):
+        if k in kw:
+            kw[k] = _int(kw[k])
+    kw["inline"] = bool(kw.get("inline"))
+    return Frame(**kw)
+
+
+def frames_from_json(items: Any) -> list[Frame]:
+    if not isinstance(items, list):
+        return []
+    return [frame_from_dict(d) for d in items if isinstance(d, dict)]
+
+
+def image_from_dict(d: dict) -> Image:
+    kw = {k: v for k, v in d.items() if k in _IMAGE_FIELDS}
+    kw.setdefault("index", 0)
+    for k in ("base", "size"):
+        if k in kw:
+            kw[k] = _int(kw[k])
+    return Image(**kw)
+
+
+def thread_from_dict(d: dict, index: int) -> Thread:
+    kw = {k: v for k, v in d.items() if k in _THREAD_FIELDS}
+    kw.setdefault("index", index)
+    return Thread(frames=frames_from_json(d.get("frames")), **kw)
+
+
+def resolve_incident_id(conn: sqlite3.Connection, text: str) -> str | None:
+    """Exact incident id, else a unique prefix (the ``incidents`` table shows 8 characters)."""
+    row = conn.execute("SELECT incident_id FROM incidents WHERE incident_id=?", (text,)).fetchone()
+    if row:
+        return row[0]
+    if len(text) < 4:
+        return None
+    esc = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    rows = conn.execute("SELECT incident_id FROM incidents WHERE incident_id LIKE ? ESCAPE '\\' "
+                        "LIMIT 3", (esc + "%",)).fetchall()
+    if len(rows) > 1:
+        raise UserError(f"{text}: ambiguous incident id prefix ({', '.join(r[0] for r in rows)}, ...)")
+    return rows[0][0] if rows else None
+
+
+def load_report(conn: sqlite3.Connection, incident_id: str) -> Report | None:
+    """The stored incident as a Report (threads and images from the detail blob)."""
+    from triage.store.db import jload, unpack
+
+    cur = conn.execute("SELECT * FROM incidents WHERE incident_id=?", (incident_id,))
+    row = cur.fetchone()
+    if row is None:
+        return None
+    rec = dict(zip([c[0] for c in cur.description], row))
+    return report_from_row(rec, jload, unpack)
+
+
+def report_from_row(rec: dict, jload=None, unpack=None) -> Report:
+    if jload is None or unpack is None:
+        from triage.store.db import jload, unpack  # noqa: F811
+    kw = {k: v for k, v in rec.items() if k in _REPORT_FIELDS and k not in
+          ("threads", "images", "last_exception_backtrace", "asi", "header", "extra", "notes")}
+    kw.setdefault("incident_id", rec.get("incident_id") or "")
+    kw.setdefault("path", rec.get("path") or "")
+    kw.setdefault("sha256", rec.get("sha256") or "")
+    kw.setdefault("format", rec.get("format") or "")
+    report = Report(**kw)
+    try:
+        report.asi = jload(rec.get("asi"))
+    except Exception:  # noqa: BLE001
+        report.asi = None
+    detail: dict = {}
+    try:
+        detail = unpack(rec.get("detail")) or {}
+    except Exception:  # noqa: BLE001 - a damaged blob: fall back to the frames column
+        detail = {}
+    threads = detail.get("threads") or []
+    report.threads = [thread_from_dict(t, i) for i, t in enumerate(threads) if isinstance(t, dict)]
+    report.images = [image_from_dict(d) for d in detail.get("images") or [] if isinstance(d, dict)]
+    report.header = detail.get("header")
+    report.extra = detail.get("extra") or {}
+    report.notes = list(detail.get("notes") or [])
+    if not report.threads and rec.get("frames"):
+        frames = frames_from_json(jload(rec.get("frames")))
+        report.threads = [Thread(index=0, triggered=True, frames=frames)]
+        report.crashing_thread = 0
+    le = jload(rec.get("last_exception")) if rec.get("last_exception") else None
+    report.last_exception_backtrace = frames_from_json(le) if le is not None else None
+    return report

@@ -1,0 +1,660 @@
+"""The ingest pipeline: discover -> read -> parse -> symbolize -> normalize -> signature -> store
+-> cluster -> link.
+
+``run_ingest`` streams: discovery yields one entry at a time, each file is read, hashed, parsed
+and enriched, and the resulting rows are written in batches of :data:`BATCH_SIZE` reports per
+``Store.transaction()`` (``BEGIN IMMEDIATE``). A report's ``files`` row is written in the same
+transaction as its ``incidents`` row, so a kill or Ctrl-C loses at most the current batch and a
+re-run stores each report exactly once. ``INSERT OR IGNORE`` on ``incident_id`` / ``sha256``
+makes two concurrent ingests into one store safe: whichever commits second counts the report as
+already known.
+
+Memory does not grow with the number of files: only the current batch's rows are held.
+See docs/ingest.md for the summary contract and design notes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Callable, Iterable, Optional
+
+import orjson
+
+from triage.records import KIND_CRASH, FileProblem, ParseError, Report
+from triage.reports.discover import Candidate, Skipped, discover, source_file
+
+BATCH_SIZE = 500
+#: also flush a batch once its packed rows reach this many bytes (bounds memory on huge files)
+BATCH_BYTES = 64 * 1024 * 1024
+#: zlib level for incidents.detail: 1 is ~2x faster than 3 for ~3% more bytes
+DETAIL_ZLIB_LEVEL = 1
+#: parse in worker processes from this many candidates on (below, a pool costs more than it saves)
+POOL_MIN_FILES = 64
+#: reports in flight per worker (bounds memory: each holds one file's bytes)
+POOL_WINDOW_PER_WORKER = 8
+
+INCIDENT_COLUMNS = (
+    "incident_id", "path", "sha256", "format", "bug_type", "kind", "process", "process_path",
+    "pid", "parent_process", "parent_pid", "responsible_process", "responsible_pid",
+    "bundle_id", "app_version", "captured_at", "captured_ts", "launched_at", "os_version",
+    "os_train", "os_build", "os_release_type", "platform", "hardware_model", "cpu_type",
+    "exception_type", "signal", "exception_codes", "exception_subtype", "exception_message",
+    "termination_namespace", "termination_code", "termination_indicator",
+    "termination_by_process", "termination_by_pid", "crash_reporter_key", "asi",
+    "crashing_thread", "frames", "last_exception", "detail", "signature", "proto_signature",
+    "stack_id", "ingested_at",
+)
+_INSERT_INCIDENT = (f"INSERT OR IGNORE INTO incidents ({', '.join(INCIDENT_COLUMNS)}) "
+                    f"VALUES ({', '.join('?' * len(INCIDENT_COLUMNS))})")
+_UPSERT_STACK = ("INSERT INTO stacks (stack_id, signature, proto_signature, frames, count) "
+                 "VALUES (?, ?, ?, ?, 1) ON CONFLICT(stack_id) DO UPDATE SET count = count + 1")
+_UPSERT_FILE = ("INSERT INTO files (path, size, mtime_ns, sha256, status, incident_id, seen_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(path) DO UPDATE SET "
+                "size=excluded.size, mtime_ns=excluded.mtime_ns, sha256=excluded.sha256, "
+                "status=excluded.status, incident_id=excluded.incident_id, "
+                "seen_at=excluded.seen_at")
+_UPSERT_ERROR = ("INSERT INTO errors (path, reason, seen_at) VALUES (?, ?, ?) "
+                 "ON CONFLICT(path) DO UPDATE SET reason=excluded.reason, seen_at=excluded.seen_at")
+
+#: files-table statuses that let an unchanged file be skipped without reading it
+_DONE_STATUSES = {"ingested": "already_known", "duplicate": "already_known", "skipped": "skipped"}
+
+
+# --------------------------------------------------------------------------- enrichment stages
+
+@dataclass
+class Stages:
+    """The enrichment functions, loaded once per run (None where a stage is not installed)."""
+
+    looks_like_report: Optional[Callable[[bytes], bool]] = None
+    parse_bytes: Optional[Callable[[bytes, str, str], Report]] = None
+    symbolicate: Optional[Callable[[Report], Any]] = None
+    normalize: Optional[Callable[[Report], Any]] = None
+    signature: Optional[Callable[[Report], Any]] = None
+    missing: list[str] = field(default_factory=list)
+
+
+def _optional(modname: str, *names: str):
+    """Import ``names`` from ``modname``; None for each when the module does not exist (yet)."""
+    try:
+        mod = importlib.import_module(modname)
+    except ModuleNotFoundError as exc:
+        if exc.name and (modname == exc.name or modname.startswith(exc.name + ".")):
+            return (None,) * len(names)
+        raise
+    return tuple(getattr(mod, n, None) for n in names)
+
+
+def load_stages(rule_files: Iterable = (), dsym_paths: Iterable = ()) -> Stages:
+    st = Stages()
+    parse_bytes, looks = _optional("triage.reports.detect", "parse_bytes", "looks_like_report")
+    if parse_bytes is None:
+        from triage.errors import UserError
+
+        raise UserError("triage.reports.detect.parse_bytes is not available (parser not installed)")
+    st.parse_bytes, st.looks_like_report = parse_bytes, looks
+    if st.looks_like_report is None:
+        st.missing.append("looks_like_report")
+
+    dsym_paths = list(dsym_paths)
+    if dsym_paths:
+        DsymIndex, symbolicate_report = _optional("triage.frames.symbolize", "DsymIndex",
+                                                  "symbolicate_report")
+        if DsymIndex is None or symbolicate_report is None:
+            st.missing.append("symbolize")
+        else:
+            index = DsymIndex.from_paths(dsym_paths)
+            st.symbolicate = lambda r: symbolicate_report(r, index)
+
+    load_rules, normalize_report = _optional("triage.frames.normalize", "load_rules",
+                                             "normalize_report")
+    if load_rules is None or normalize_report is None:
+        st.missing.append("normalize")
+    else:
+        rules = load_rules(list(rule_files))
+        st.normalize = lambda r: normalize_report(r, rules)
+
+    load_siglists, compute_signature = _optional("triage.signature", "load_siglists",
+                                                 "compute_signature")
+    if load_siglists is None or compute_signature is None:
+        st.missing.append("signature")
+    else:
+        sl = load_siglists(list(rule_files))
+        st.signature = lambda r: compute_signature(r, sl)
+    return st
+
+
+# --------------------------------------------------------------------------- row building
+
+def _big(obj: Any) -> Any:
+    """Copy of ``obj`` (dataclasses -> dicts) with ints beyond 64 bits turned into strings."""
+    if isinstance(obj, bool) or obj is None or isinstance(obj, (str, float)):
+        return obj
+    if isinstance(obj, int):
+        return obj if -(2**63) <= obj < 2**64 else str(obj)
+    if isinstance(obj, dict):
+        return {k if isinstance(k, str) else str(k): _big(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_big(v) for v in obj]
+    if hasattr(obj, "__dataclass_fields__"):
+        return {k: _big(getattr(obj, k)) for k in obj.__dataclass_fields__}
+    return obj
+
+
+def _dumps(obj: Any) -> bytes:
+    try:
+        return orjson.dumps(obj, option=orjson.OPT_NON_STR_KEYS)
+    except (TypeError, orjson.JSONEncodeError):
+        from triage.store.db import _default
+
+        return orjson.dumps(_big(obj), option=orjson.OPT_NON_STR_KEYS, default=_default)
+
+
+def _jtext(obj: Any) -> Optional[str]:
+    return None if obj is None else _dumps(obj).decode()
+
+
+def _epoch(iso: Optional[str]) -> Optional[float]:
+    if not iso:
+        return None
+    try:
+        dt = datetime.fromisoformat(iso)
+    except ValueError:
+        return None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=timezone.utc)
+    return dt.timestamp()
+
+
+def incident_row(r: Report, sig: Any, now: str) -> tuple:
+    """The ``incidents`` row for a parsed (and enriched) report, in INCIDENT_COLUMNS order."""
+    import zlib
+
+    detail = zlib.compress(_dumps({"threads": r.threads, "images": r.images, "header": r.header,
+                                   "extra": r.extra, "notes": r.notes}), DETAIL_ZLIB_LEVEL)
+    return (
+        r.incident_id, r.path, r.sha256, r.format, r.bug_type, r.kind, r.process,
+        r.process_path, r.pid, r.parent_process, r.parent_pid, r.responsible_process,
+        r.responsible_pid, r.bundle_id, r.app_version, r.captured_at, _epoch(r.captured_at),
+        r.launched_at, r.os_version, r.os_train, r.os_build, r.os_release_type, r.platform,
+        r.hardware_model, r.cpu_type, r.exception_type, r.signal, r.exception_codes,
+        r.exception_subtype, r.exception_message, r.termination_namespace,
+        _int_or_none(r.termination_code), r.termination_indicator, r.termination_by_process,
+        r.termination_by_pid, r.crash_reporter_key, _jtext(r.asi), r.crashing_thread,
+        _jtext(r.crashing_frames()), _jtext(r.last_exception_backtrace), detail,
+        getattr(sig, "signature", None), getattr(sig, "proto_signature", None),
+        getattr(sig, "stack_id", None), now,
+    )
+
+
+def _int_or_none(v: Any) -> Any:
+    # SQLite INTEGER is signed 64-bit; termination codes can be unsigned 64-bit
+    if isinstance(v, int) and not (-(2**63) <= v < 2**63):
+        return v - 2**64 if v < 2**64 else str(v)
+    return v
+
+
+# --------------------------------------------------------------------------- per-report work
+
+_DETAIL_INDEX = INCIDENT_COLUMNS.index("detail")
+_WORKER_STAGES: Optional[Stages] = None
+
+
+def enrich(stages: Stages, report: Report) -> tuple[Any, int]:
+    """Run symbolize, normalize and (crashes only) signature in place; (signature, failures).
+
+    A stage that raises does not lose the report: the failure becomes a note on the report.
+    """
+    sig = None
+    failures = 0
+    for name, fn in (("symbolize", stages.symbolicate), ("normalize", stages.normalize)):
+        if fn is None:
+            continue
+        try:
+            fn(report)
+        except Exception as exc:  # noqa: BLE001
+            failures += 1
+            report.notes.append(f"{name} failed: {type(exc).__name__}: {exc}")
+    if stages.signature is not None and report.kind == KIND_CRASH:
+        try:
+            sig = stages.signature(report)
+        except Exception as exc:  # noqa: BLE001
+            failures += 1
+            report.notes.append(f"signature failed: {type(exc).__name__}: {exc}")
+        else:
+            for n in getattr(sig, "notes", None) or ():
+                report.notes.append(f"signature: {n}")
+    return sig, failures
+
+
+def process_bytes(stages: Stages, data: bytes, path: str, sha: str, explicit: bool) -> tuple:
+    """Parse and enrich one file's bytes into its rows (pure: no store access).
+
+    Returns ``("skipped",)``, ``("error", reason)`` or
+    ``("ok", kind, incident_id, incident_row, stack_row_or_None, stage_failures)``.
+    """
+    if explicit and stages.looks_like_report is not None:
+        try:
+            ok = stages.looks_like_report(data[:65536])
+        except Exception:  # noqa: BLE001 - a detector bug must not stop the batch
+            ok = True
+        if not ok:
+            return ("skipped",)
+    try:
+        report = stages.parse_bytes(data, path, sha)
+    except ParseError as exc:
+        return ("error", _one_line(str(exc)) or "unreadable report")
+    except RecursionError:
+        return ("error", "report nested too deeply")
+    except Exception as exc:  # noqa: BLE001 - parser bug: report it, keep going
+        return ("error", _one_line(f"parser failed: {type(exc).__name__}: {exc}"))
+    del data
+    sig, failures = enrich(stages, report)
+    inc = incident_row(report, sig, _now())
+    stack = None
+    if sig is not None and getattr(sig, "stack_id", None):
+        stack = (sig.stack_id, sig.signature or "", sig.proto_signature or "",
+                 _jtext(list(sig.stack or [])))
+    return ("ok", report.kind, report.incident_id, inc, stack, failures)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _worker_init(rule_files, dsym_paths) -> None:
+    global _WORKER_STAGES
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is handled by the main process
+    if _WORKER_STAGES is None:
+        _WORKER_STAGES = load_stages(rule_files, dsym_paths)
+
+
+def _work(data: bytes, path: str, sha: str, explicit: bool) -> tuple:
+    return process_bytes(_WORKER_STAGES, data, path, sha, explicit)
+
+
+# --------------------------------------------------------------------------- the run
+
+@dataclass
+class _Pending:
+    """One report's rows, waiting for the batch to commit."""
+
+    cand_path: str
+    size: int
+    mtime_ns: int
+    sha256: str
+    kind: str
+    incident: tuple
+    stack: Optional[tuple]
+
+
+class _Run:
+    def __init__(self, store, stages: Stages, on_problem, progress, workers: int = 1,
+                 rule_files=(), dsym_paths=()):
+        self.store = store
+        self.workers = workers
+        self.rule_files = list(rule_files)
+        self.dsym_paths = list(dsym_paths)
+        self.pool = None
+        self.pool_used = False
+        self.inflight = None
+        self.inflight_shas: dict[str, str] = {}
+        self.window = 0
+        self.pending_count = 0
+        self.stages = stages
+        self.on_problem = on_problem
+        self.progress = progress
+        self.summary: dict[str, Any] = {
+            "files_seen": 0, "ingested": 0, "already_known": 0, "skipped": 0,
+            "errors": [], "by_kind": {},
+        }
+        self.batch: list[_Pending] = []
+        self.batch_bytes = 0
+        self.batch_files: list[tuple] = []      # duplicate / skipped files rows
+        self.batch_errors: list[tuple] = []     # (path, reason, size, mtime_ns)
+        self.batch_shas: dict[str, str] = {}    # sha256 -> incident_id within the batch
+        self.batch_ids: set[str] = set()
+        self.ingested_paths: list[str] = []
+        self.stage_failures = 0
+        self.conn = store.conn
+
+    # ---- problems
+    def problem(self, path: str, reason: str, size: int = 0, mtime_ns: int = 0) -> None:
+        self.summary["errors"].append({"path": path, "reason": reason})
+        self.batch_errors.append((path, reason, size, mtime_ns))
+        if self.on_problem is not None:
+            self.on_problem(path, reason)
+
+    # ---- per entry
+    def handle(self, item) -> None:
+        self.summary["files_seen"] += 1
+        if isinstance(item, Skipped):
+            self.summary["skipped"] += 1
+            return
+        if isinstance(item, FileProblem):
+            self.problem(item.path, item.reason)
+            return
+        self.candidate(item)
+
+    def candidate(self, c: Candidate) -> None:
+        """Cheap checks in this process; parse + enrich inline or in the worker pool."""
+        conn = self.conn
+        row = conn.execute("SELECT size, mtime_ns, status FROM files WHERE path=?",
+                           (c.path,)).fetchone()
+        if row is not None and row[0] == c.size and row[1] == c.mtime_ns \
+                and row[2] in _DONE_STATUSES:
+            self.summary[_DONE_STATUSES[row[2]]] += 1
+            return
+        try:
+            data = c.read()
+        except OSError as exc:
+            self.problem(c.path, _os_reason(exc), c.size, c.mtime_ns)
+            return
+        sha = hashlib.sha256(data).hexdigest()
+        known = self.batch_shas.get(sha)
+        if known is None:
+            known = self.inflight_shas.get(sha)
+        if known is None:
+            hit = conn.execute("SELECT incident_id FROM incidents WHERE sha256=?",
+                               (sha,)).fetchone()
+            known = hit[0] if hit else None
+        if known is not None:
+            self.duplicate(c, sha, known)
+            return
+        self.pending_count += 1
+        if self.pool is None and self.workers > 1 and self.pending_count >= POOL_MIN_FILES:
+            self.start_pool()
+        if self.pool is None:
+            self.outcome(c, sha, process_bytes(self.stages, data, c.path, sha, c.explicit))
+            return
+        self.inflight_shas[sha] = c.path
+        fut = self.pool.submit(_work, data, c.path, sha, c.explicit)
+        self.inflight.append((c, sha, data, fut))
+        while len(self.inflight) >= self.window:
+            self.drain_one()
+
+    def drain_one(self) -> None:
+        from concurrent.futures.process import BrokenProcessPool
+
+        c, sha, data, fut = self.inflight.popleft()
+        self.inflight_shas.pop(sha, None)
+        try:
+            res = fut.result()
+        except BrokenProcessPool:
+            # a worker died (crash in native code, OOM kill): this report is the suspect;
+            # parse the rest in this process from now on
+            self.pool.shutdown(wait=False, cancel_futures=True)
+            self.pool, self.workers = None, 1
+            rest = list(self.inflight)
+            self.inflight.clear()
+            self.problem(c.path, "parser process died while reading this file",
+                         c.size, c.mtime_ns)
+            for c2, sha2, data2, _ in rest:
+                self.inflight_shas.pop(sha2, None)
+                self.outcome(c2, sha2, process_bytes(self.stages, data2, c2.path, sha2,
+                                                     c2.explicit))
+            return
+        self.outcome(c, sha, res)
+
+    def drain(self) -> None:
+        while self.inflight:
+            self.drain_one()
+
+    def start_pool(self) -> None:
+        import multiprocessing
+        from collections import deque
+        from concurrent.futures import ProcessPoolExecutor
+
+        global _WORKER_STAGES
+        _WORKER_STAGES = self.stages   # inherited by forked workers
+        method = "fork" if sys.platform.startswith("linux") else "spawn"
+        self.pool = ProcessPoolExecutor(
+            max_workers=self.workers, mp_context=multiprocessing.get_context(method),
+            initializer=_worker_init, initargs=(self.rule_files, self.dsym_paths))
+        self.pool_used = True
+        self.pool.submit(int, 0).result()  # fork now, before any progress thread exists
+        self.inflight = deque()
+        self.window = self.workers * POOL_WINDOW_PER_WORKER
+
+    def outcome(self, c: Candidate, sha: str, res: tuple) -> None:
+        tag = res[0]
+        if tag == "skipped":
+            self.summary["skipped"] += 1
+            self.batch_files.append((c.path, c.size, c.mtime_ns, sha, "skipped", None))
+            if self.on_problem is not None:
+                self.on_problem(c.path, "not a recognised crash report (skipped)")
+            return
+        if tag == "error":
+            self.problem(c.path, res[1], c.size, c.mtime_ns)
+            return
+        _, kind, incident_id, inc, stack, failures = res
+        self.stage_failures += failures
+        if incident_id in self.batch_ids or self.conn.execute(
+                "SELECT 1 FROM incidents WHERE incident_id=?", (incident_id,)).fetchone():
+            self.duplicate(c, sha, incident_id)
+            return
+        self.batch.append(_Pending(c.path, c.size, c.mtime_ns, sha, kind, inc, stack))
+        self.batch_shas[sha] = incident_id
+        self.batch_ids.add(incident_id)
+        self.batch_bytes += len(inc[_DETAIL_INDEX] or b"") + 4096
+        if len(self.batch) >= BATCH_SIZE or self.batch_bytes >= BATCH_BYTES:
+            self.flush()
+
+    def close_pool(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+            self.pool = None
+
+    def duplicate(self, c: Candidate, sha: str, incident_id: str) -> None:
+        self.summary["already_known"] += 1
+        self.batch_files.append((c.path, c.size, c.mtime_ns, sha, "duplicate", incident_id))
+
+    # ---- writing
+    def flush(self) -> None:
+        if not (self.batch or self.batch_files or self.batch_errors):
+            return
+        now = _now()
+        new_kinds: dict[str, int] = {}
+        ingested = 0
+        dup_after_race = 0
+        with self.store.transaction() as conn:
+            for p in self.batch:
+                cur = conn.execute(_INSERT_INCIDENT, p.incident)
+                if cur.rowcount == 1:
+                    ingested += 1
+                    new_kinds[p.kind] = new_kinds.get(p.kind, 0) + 1
+                    if p.stack is not None:
+                        conn.execute(_UPSERT_STACK, p.stack)
+                    status, iid = "ingested", p.incident[0]
+                else:  # another process stored it since we looked
+                    dup_after_race += 1
+                    hit = conn.execute("SELECT incident_id FROM incidents WHERE sha256=? "
+                                       "OR incident_id=?", (p.sha256, p.incident[0])).fetchone()
+                    status, iid = "duplicate", (hit[0] if hit else p.incident[0])
+                conn.execute(_UPSERT_FILE, (p.cand_path, p.size, p.mtime_ns, p.sha256, status,
+                                            iid, now))
+            if self.batch:
+                conn.executemany("DELETE FROM errors WHERE path=?",
+                                 [(p.cand_path,) for p in self.batch])
+            for path, size, mtime_ns, sha, status, iid in self.batch_files:
+                conn.execute(_UPSERT_FILE, (path, size, mtime_ns, sha, status, iid, now))
+            conn.executemany("DELETE FROM errors WHERE path=?",
+                             [(f[0],) for f in self.batch_files])
+            for path, reason, size, mtime_ns in self.batch_errors:
+                conn.execute(_UPSERT_ERROR, (path, reason, now))
+                if size or mtime_ns:
+                    conn.execute(_UPSERT_FILE, (path, size, mtime_ns, None, "error", None, now))
+        # counted only once committed, so an interrupted batch is not reported as stored
+        s = self.summary
+        s["ingested"] += ingested
+        s["already_known"] += dup_after_race
+        for k, n in new_kinds.items():
+            s["by_kind"][k] = s["by_kind"].get(k, 0) + n
+        self.ingested_paths.extend(p.cand_path for p in self.batch)
+        self.batch.clear()
+        self.batch_files.clear()
+        self.batch_errors.clear()
+        self.batch_shas.clear()
+        self.batch_ids.clear()
+        self.batch_bytes = 0
+
+
+def _os_reason(exc: OSError) -> str:
+    from triage.reports.discover import _reason
+
+    return _reason(exc)
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def default_workers() -> int:
+    """``$TRIAGE_WORKERS`` if set, else the CPU count (at most 4; 1 = parse in-process)."""
+    env = os.environ.get("TRIAGE_WORKERS", "").strip()
+    if env.isdigit() and int(env) >= 1:
+        return int(env)
+    return max(1, min(4, os.cpu_count() or 1))
+
+
+def run_ingest(store, paths: Iterable[str], *, journals: Iterable = (), dsym_paths: Iterable = (),
+               rule_files: Iterable = (), progress: Any = False,
+               on_problem: Optional[Callable[[str, str], None]] = None,
+               workers: Optional[int] = None) -> dict[str, Any]:
+    """Ingest files/folders/globs/archives into ``store``; returns the summary dict.
+
+    Summary keys (the ``triage ingest --format json`` contract): ``files_seen``, ``ingested``,
+    ``already_known``, ``skipped``, ``errors`` (list of ``{"path", "reason"}``), ``by_kind``
+    (kind -> count of newly stored reports), plus ``linked``, ``clusters_new``,
+    ``stage_failures``, ``stages_missing``, ``warnings``, ``seconds``.
+
+    ``progress``: True shows a rich progress line on stderr when it is a terminal; a callable is
+    called as ``progress(files_seen, path)`` after each entry. ``on_problem(path, reason)`` is
+    called once per bad input, as it is found. ``workers``: parser processes (default
+    :func:`default_workers`; a pool is only started once :data:`POOL_MIN_FILES` files need
+    parsing).
+    """
+    t0 = time.perf_counter()
+    paths = [os.fspath(p) for p in paths]
+    rule_files = list(rule_files)
+    dsym_paths = list(dsym_paths)
+    stages = load_stages(rule_files, dsym_paths)
+    run = _Run(store, stages, on_problem, progress,
+               workers=default_workers() if workers is None else max(1, int(workers)),
+               rule_files=rule_files, dsym_paths=dsym_paths)
+    tick, close = _progress(progress)
+    try:
+        for item in discover(paths):
+            run.handle(item)
+            if tick is not None:
+                tick(run.summary["files_seen"], getattr(item, "path", ""))
+        run.drain()
+        run.flush()
+    finally:
+        run.close_pool()
+        if close is not None:
+            close()
+    t1 = time.perf_counter()
+    s = run.summary
+    s["clusters_new"] = None
+    s["warnings"] = []
+    try:
+        s["clusters_new"] = _after_cluster(store, stages)
+    except Exception as exc:  # noqa: BLE001 - the reports are stored; say what failed
+        s["warnings"].append(f"clustering failed: {type(exc).__name__}: {exc}")
+    t2 = time.perf_counter()
+    try:
+        _after_link(store, run, stages, list(journals))
+    except Exception as exc:  # noqa: BLE001
+        s["warnings"].append(f"linking failed: {type(exc).__name__}: {exc}")
+    t3 = time.perf_counter()
+    s["stage_failures"] = run.stage_failures
+    s["stages_missing"] = stages.missing
+    s["workers"] = run.workers if run.pool_used else 1
+    s["timings"] = {"store": round(t1 - t0, 3), "cluster": round(t2 - t1, 3),
+                    "link": round(t3 - t2, 3)}
+    s["seconds"] = round(t3 - t0, 3)
+    return s
+
+
+def _after_cluster(store, stages: Stages) -> Optional[int]:
+    (assign_new,) = _optional("triage.cluster", "assign_new")
+    if assign_new is None:
+        stages.missing.append("cluster")
+        return None
+    res = assign_new(store)
+    if isinstance(res, dict):
+        for key in ("clusters_new", "new_clusters", "created"):
+            if isinstance(res.get(key), int):
+                return res[key]
+        return None
+    if isinstance(res, int):
+        return res
+    n = getattr(res, "clusters_new", None) or getattr(res, "new_clusters", None)
+    return n if isinstance(n, int) else None
+
+
+def _after_link(store, run: _Run, stages: Stages, journals: list) -> None:
+    (link_pending,) = _optional("triage.context.link", "link_pending")
+    s = run.summary
+    if link_pending is None:
+        stages.missing.append("link")
+        return
+    res = link_pending(store, journals=journals, report_paths=run.ingested_paths)
+    if not isinstance(res, dict):
+        return
+    if "linked" in res:
+        s["linked"] = res["linked"]
+    for p in res.get("problems") or ():
+        if isinstance(p, FileProblem):
+            path, reason = p.path, p.reason
+        elif isinstance(p, dict):
+            path, reason = str(p.get("path", "")), str(p.get("reason", ""))
+        elif isinstance(p, (tuple, list)) and len(p) == 2:
+            path, reason = str(p[0]), str(p[1])
+        else:
+            path, reason = "", str(p)
+        s["errors"].append({"path": path, "reason": reason})
+        if run.on_problem is not None:
+            run.on_problem(path, reason)
+
+
+def _progress(progress: Any):
+    """(tick, close) for the chosen progress mode; (None, None) when quiet."""
+    if callable(progress):
+        return progress, None
+    if not progress or not sys.stderr.isatty():
+        return None, None
+    from rich.console import Console
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    console = Console(file=sys.stderr)
+    # auto_refresh=False: no refresh thread (the parser pool forks; a thread holding a lock at
+    # fork time could deadlock a worker)
+    bar = Progress(SpinnerColumn(), TextColumn("{task.completed} files"),
+                   TimeElapsedColumn(), TextColumn("[dim]{task.fields[current]}"),
+                   console=console, transient=True, auto_refresh=False)
+    task = bar.add_task("ingest", total=None, current="")
+    bar.start()
+    last = [0.0]
+
+    def tick(n: int, path: str) -> None:
+        now = time.monotonic()
+        if now - last[0] >= 0.1:
+            last[0] = now
+            bar.update(task, completed=n, current=os.path.basename(path)[-50:])
+            bar.refresh()
+
+    return tick, bar.stop
+
+
+__all__ = ["run_ingest", "incident_row", "load_stages", "BATCH_SIZE", "INCIDENT_COLUMNS",
+           "source_file"]

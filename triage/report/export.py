@@ -1,0 +1,456 @@
+"""Bug-tracker drafts: one per cluster (GitHub, Jira, markdown), filed once, then updates.
+
+Each draft carries the cluster's fingerprint twice: a hidden marker line in the body
+(``<!-- triage-fingerprint: C-3f9a2c -->``) and a label (``triage:C-3f9a2c``). ``triage filed
+ID URL`` records where a cluster was filed (table ``filed``); later exports of that cluster write
+an *update* (a comment draft with what is new since the last snapshot) instead of a new issue.
+
+Files written in ``--out DIR`` (see docs/reports.md):
+
+- github: ``<id>.json`` (``{"title", "body", "labels"}``, POST /repos/{owner}/{repo}/issues) and
+  ``<id>.md`` (the body, for ``gh issue create --title ... --body-file <id>.md``); updates:
+  ``<id>.comment.json`` (``{"body"}``, POST .../issues/{n}/comments) and ``<id>.comment.md``.
+- jira: ``<id>.json`` (``{"fields": {...}}``, POST /rest/api/2/issue); updates
+  ``<id>.comment.json`` (``{"body"}``, POST /rest/api/2/issue/{key}/comment).
+- markdown: ``<id>.md`` (title as heading, then the body); updates ``<id>.update.md``.
+- ``index.json``: the list of drafts written (the ``export --format json`` array).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from triage.errors import UserError
+from triage.report.build import build_report, resolve_cluster_id
+from triage.report.builds import build_key
+from triage.report.redact import Redactor, redactor_for
+from triage.report.render_text import encodings_text, flags_text
+from triage.store.db import jdump, jload
+
+TRACKERS = ("github", "jira", "markdown")
+MAX_FILES_LISTED = 50
+MARKER = "<!-- triage-fingerprint: {id} -->"
+SNAPSHOT_META = "export_snapshot:"
+
+
+def fingerprint_marker(cid: str) -> str:
+    return MARKER.format(id=cid)
+
+
+def fingerprint_label(cid: str) -> str:
+    return f"triage:{cid}"
+
+
+def find_fingerprint(text: str) -> str | None:
+    """The cluster id in a body's fingerprint marker (to match issues back to clusters)."""
+    m = re.search(r"<!-- triage-fingerprint: (\S+) -->", text or "")
+    return m.group(1) if m else None
+
+
+# ----------------------------------------------------------------------------- facts
+
+def _exception(store, cid: str) -> dict[str, Any]:
+    row = store.conn.execute(
+        "SELECT exception_type, signal, exception_subtype, termination_indicator, "
+        "exception_message FROM incidents WHERE cluster_id=? ORDER BY captured_ts DESC LIMIT 1",
+        (cid,)).fetchone()
+    keys = ["exception_type", "signal", "exception_subtype", "termination_indicator",
+            "exception_message"]
+    return dict(zip(keys, row)) if row else {k: None for k in keys}
+
+
+def _compiles(store, cid: str, limit: int = 20) -> list[dict]:
+    """The compile records linked to the cluster's crashes, newest first."""
+    rows = store.conn.execute(
+        "SELECT c.raw, c.config, c.process FROM compiles c WHERE c.id IN "
+        "(SELECT DISTINCT compile_id FROM incidents WHERE cluster_id=? AND compile_id IS NOT NULL) "
+        "ORDER BY c.started_ts DESC LIMIT ?", (cid, limit)).fetchall()
+    out = []
+    for raw, config, process in rows:
+        try:
+            rec = orjson.loads(raw) if raw else {}
+        except orjson.JSONDecodeError:
+            rec = {}
+        if not isinstance(rec, dict):
+            rec = {}
+        rec.setdefault("process", process)
+        try:
+            rec["_config"] = orjson.loads(config) if config else None
+        except orjson.JSONDecodeError:
+            rec["_config"] = None
+        out.append(rec)
+    return out
+
+
+def _files(store, ids: list[str], limit: int = MAX_FILES_LISTED) -> tuple[list[str], int]:
+    """Report file paths of (the newest ``limit`` of) the incidents; total count."""
+    chosen = ids[-limit:] if len(ids) > limit else ids
+    paths = []
+    for i in range(0, len(chosen), 500):
+        chunk = chosen[i:i + 500]
+        paths += [p for (p,) in store.conn.execute(
+            f"SELECT path FROM incidents WHERE incident_id IN ({','.join('?' * len(chunk))}) "
+            "ORDER BY captured_ts", chunk)]
+    return paths, len(ids)
+
+
+def _strip_exception_class(sig: str) -> str:
+    """``EXC_BAD_ACCESS/SIGSEGV objc_release | X`` -> ``objc_release | X``."""
+    return re.sub(r"^(?:EXC_[A-Z_]+(?:/SIG[A-Z]+)?|SIG[A-Z]+)\s*[:\-]?\s*", "", sig or "").strip()
+
+
+def draft_title(c: dict, exc: dict) -> str:
+    sig = _strip_exception_class(c.get("signature") or "") or "unknown crash"
+    what = exc.get("signal") or exc.get("exception_type")
+    procs = list((c.get("processes") or {}).keys()) or [None]
+    proc = procs[0]
+    title = f"[triage {c['id']}] " + (f"{what} in {sig}" if what else sig)
+    if proc:
+        title += f" ({proc})"
+    return title[:250]
+
+
+def _fmt_counts(d: dict[str, int]) -> str:
+    return ", ".join(f"{k} ({v})" for k, v in d.items()) or "unknown"
+
+
+def _configs_text(configs: list[dict], limit: int = 6) -> list[str]:
+    lines = []
+    for cf in configs[:limit]:
+        conf = cf.get("config") if isinstance(cf, dict) else cf
+        conf_s = ", ".join(f"{k}={v}" for k, v in conf.items()) if isinstance(conf, dict) \
+            else str(conf)
+        lines.append(f"{conf_s}: crashed {cf.get('crashed', '?')}, "
+                     f"crashed elsewhere {cf.get('crashed_other', '?')}, "
+                     f"succeeded {cf.get('succeeded', '?')}")
+    return lines
+
+
+def snapshot_of(c: dict, compiles: list[dict]) -> dict[str, Any]:
+    """What an update is compared against: counts, builds, configurations, processes."""
+    configs = set()
+    for cf in c.get("configurations") or []:
+        if isinstance(cf, dict) and cf.get("crashed"):
+            configs.add(orjson.dumps(cf.get("config"), option=orjson.OPT_SORT_KEYS).decode())
+    for rec in compiles:
+        if rec.get("_config") is not None:
+            configs.add(orjson.dumps(rec["_config"], option=orjson.OPT_SORT_KEYS).decode())
+    return {"count_total": c.get("count_total", 0),
+            "builds": dict(c.get("builds_total") or c.get("builds") or {}),
+            "processes": sorted((c.get("processes") or {}).keys()),
+            "hardware_models": sorted((c.get("hardware_models") or {}).keys()),
+            "configurations": sorted(configs),
+            "last_seen": c.get("last_seen"),
+            "taken_at": datetime.now(timezone.utc).replace(microsecond=0).isoformat()}
+
+
+def diff_snapshot(old: dict | None, new: dict) -> dict[str, Any]:
+    old = old or {}
+    ob = old.get("builds") or {}
+    return {
+        "new_reports": max(0, new["count_total"] - int(old.get("count_total") or 0)),
+        "new_builds": [b for b in new["builds"] if b not in ob],
+        "new_configurations": [c for c in new["configurations"]
+                               if c not in set(old.get("configurations") or [])],
+        "new_processes": [p for p in new["processes"] if p not in set(old.get("processes") or [])],
+        "new_hardware_models": [h for h in new["hardware_models"]
+                                if h not in set(old.get("hardware_models") or [])],
+        "since": old.get("taken_at"),
+    }
+
+
+# ----------------------------------------------------------------------------- body
+
+def body_sections(store, c: dict, exc: dict, compiles: list[dict]) -> list[tuple[str, Any]]:
+    """The draft body as (heading, content) sections; content is a str, a list of lines
+    (bullets) or ("code", text)."""
+    sig = c.get("signature") or "unknown"
+    what = " / ".join(x for x in (exc.get("exception_type"), exc.get("signal")) if x)
+    sections: list[tuple[str, Any]] = []
+    summary = (f"`{sig}` crashed {c['count_total']} time(s) "
+               f"({c['count']} in the exported range), first seen {c.get('first_seen')} on "
+               f"{c.get('first_build')}, last seen {c.get('last_seen')} on {c.get('last_build')}. "
+               f"Status: **{c['status']}**.")
+    if what:
+        summary += f" Exception: {what}"
+        if exc.get("exception_subtype"):
+            summary += f" ({exc['exception_subtype']})"
+        summary += "."
+    sections.append(("Summary", summary))
+    tools = sorted({(r.get("argv") or [None])[0] or r.get("process") for r in compiles
+                    if (r.get("argv") or r.get("process"))} - {None})
+    env = [f"OS builds: {_fmt_counts(c.get('builds_total') or c.get('builds') or {})}",
+           f"Hardware models: {_fmt_counts(c.get('hardware_models') or {})}",
+           f"Processes: {_fmt_counts(c.get('processes') or {})}"]
+    if tools:
+        env.append("Tools: " + ", ".join(str(t) for t in tools))
+    sections.append(("Environment", env))
+    if compiles:
+        rec = compiles[0]
+        repro: list = []
+        argv = rec.get("argv")
+        if argv:
+            import shlex
+
+            repro.append(("code", " ".join(shlex.quote(str(a)) for a in argv)))
+        facts = []
+        if rec.get("cwd"):
+            facts.append(f"Working folder: {rec['cwd']}")
+        if rec.get("model"):
+            facts.append(f"Model: {rec['model']}")
+        enc = rec.get("encoding")
+        if isinstance(enc, dict):
+            facts.append("Encoding: " + ", ".join(f"{k}={v}" for k, v in enc.items()
+                                                  if v is not None and k != "ops"))
+        flags = rec.get("flags")
+        if isinstance(flags, dict) and flags:
+            facts.append("Flags: " + ", ".join(f"{k}={v}" for k, v in flags.items()))
+        if rec.get("exit_code") is not None:
+            facts.append(f"Exit code: {rec['exit_code']}")
+        repro.append(facts)
+        sections.append(("Reproduction (recorded compile)", repro))
+    else:
+        sections.append(("Reproduction", "No compile record is linked to these crashes "
+                                         "(record compiles with `triage record -- ...`)."))
+    sections.append(("Expected vs actual",
+                     ["Expected: the compile finishes (or fails with a diagnostic).",
+                      f"Actual: the process crashes{(' with ' + what) if what else ''} in "
+                      f"`{_strip_exception_class(sig)}`."]))
+    if c.get("frames"):
+        sections.append(("Crashing thread, top frames", ("code", "\n".join(c["frames"]))))
+    counts = [f"{c['count_total']} report(s) in total, {c['count']} in range",
+              f"First seen: {c.get('first_seen')} ({c.get('first_build')})",
+              f"Last seen: {c.get('last_seen')} ({c.get('last_build')})"]
+    if c.get("regression"):
+        r = c["regression"]
+        counts.append(f"Regressed: absent in {r['absent_in']} (compiles of the same "
+                      f"configuration recorded), back in {r['back_in']}")
+    sections.append(("Counts", counts))
+    corr = []
+    if c.get("finding"):
+        corr.append(str(c["finding"]))
+    corr += _configs_text(c.get("configurations") or [])
+    if c.get("encodings"):
+        corr.append("Encodings of the crashes: " + encodings_text(c["encodings"]))
+    if c.get("flags"):
+        corr.append("Flags of the crashes: " + flags_text(c["flags"]))
+    sections.append(("Correlation", corr or "No compile journal linked: nothing to compare."))
+    files, total = _files(store, c.get("incidents") or [])
+    flist = list(files)
+    if total > len(files):
+        flist.append(f"... and {total - len(files)} more (`triage report --cluster {c['id']} "
+                     f"--format json`)")
+    sections.append(("Report files", flist or "none in range"))
+    return sections
+
+
+def _flat(v: Any) -> str:
+    if isinstance(v, dict):
+        return ", ".join(f"{k}: {_flat(x)}" for k, x in v.items())
+    if isinstance(v, list):
+        return "; ".join(_flat(x) for x in v)
+    return str(v)
+
+
+def to_markdown(sections: list[tuple[str, Any]]) -> str:
+    out = []
+    for head, content in sections:
+        out += [f"### {head}", ""]
+        items = content if isinstance(content, list) else [content]
+        for it in items:
+            if isinstance(it, tuple) and it[0] == "code":
+                out += ["```", it[1], "```"]
+            elif isinstance(it, list):
+                out += [f"- {x}" for x in it]
+            elif isinstance(content, list):
+                out.append(f"- {it}")
+            else:
+                out.append(str(it))
+        out.append("")
+    return "\n".join(out).rstrip() + "\n"
+
+
+def to_jira(sections: list[tuple[str, Any]]) -> str:
+    """Jira wiki markup (REST API v2 ``description``)."""
+    out = []
+    for head, content in sections:
+        out += [f"h3. {head}", ""]
+        items = content if isinstance(content, list) else [content]
+        for it in items:
+            if isinstance(it, tuple) and it[0] == "code":
+                out += ["{noformat}", it[1], "{noformat}"]
+            elif isinstance(it, list):
+                out += [f"* {_jira_inline(x)}" for x in it]
+            elif isinstance(content, list):
+                out.append(f"* {_jira_inline(it)}")
+            else:
+                out.append(_jira_inline(str(it)))
+        out.append("")
+    return "\n".join(out).rstrip() + "\n"
+
+
+def _jira_inline(text: str) -> str:
+    text = re.sub(r"`([^`]+)`", r"{{\1}}", str(text))
+    return re.sub(r"\*\*([^*]+)\*\*", r"*\1*", text)
+
+
+def update_lines(c: dict, d: dict, url: str | None) -> list[str]:
+    lines = [f"Update from triage for `{c['id']}`"
+             + (f" (filed at {url})" if url else "")
+             + (f", since {d['since']}" if d.get("since") else "") + ":", ""]
+    lines.append(f"- {d['new_reports']} new report(s); {c['count_total']} in total, "
+                 f"last seen {c.get('last_seen')} on {c.get('last_build')}")
+    if d["new_builds"]:
+        lines.append("- new OS builds: " + ", ".join(
+            f"{b} ({(c.get('builds_total') or {}).get(b, '?')})" for b in d["new_builds"]))
+    if d["new_configurations"]:
+        lines.append("- new configurations: " + "; ".join(d["new_configurations"]))
+    if d["new_processes"]:
+        lines.append("- new processes: " + ", ".join(d["new_processes"]))
+    if d["new_hardware_models"]:
+        lines.append("- new hardware models: " + ", ".join(d["new_hardware_models"]))
+    if c.get("finding"):
+        lines.append(f"- finding: {c['finding']}")
+    lines.append(f"- status: {c['status']}")
+    return lines
+
+
+# ----------------------------------------------------------------------------- export
+
+def filed_records(store) -> list[dict[str, Any]]:
+    return [{"id": cid, "url": url, "filed_at": at, "snapshot": jload(snap)}
+            for cid, url, at, snap in store.conn.execute(
+                "SELECT cluster_id, url, filed_at, snapshot FROM filed ORDER BY filed_at")]
+
+
+def record_filed(store, cluster: str, url: str) -> dict[str, Any]:
+    """``triage filed ID URL``: remember where a cluster was filed (snapshot: the last export)."""
+    if not url.strip():
+        raise UserError("filed: the URL is empty")
+    cid = resolve_cluster_id(store, cluster)
+    snap = store.get_meta(SNAPSHOT_META + cid)
+    if snap is None:
+        rep = build_report(store, cluster=cid, with_incidents=False)
+        c = rep["clusters"][0] if rep["clusters"] else None
+        snap = jdump(snapshot_of(c, _compiles(store, cid))) if c else None
+    now = datetime.now(timezone.utc).replace(microsecond=0).isoformat()
+    with store.transaction() as conn:
+        conn.execute("INSERT INTO filed(cluster_id, url, filed_at, snapshot) VALUES(?,?,?,?) "
+                     "ON CONFLICT(cluster_id) DO UPDATE SET url=excluded.url, "
+                     "filed_at=excluded.filed_at, snapshot=COALESCE(excluded.snapshot, snapshot)",
+                     (cid, url.strip(), now, snap))
+    return {"id": cid, "url": url.strip(), "filed_at": now}
+
+
+def export_drafts(store, tracker: str, out_dir: Path | str, *, since=None, until=None,
+                  cluster: str | None = None, process: str | None = None,
+                  platform: str | None = None, redact: bool = True,
+                  project: str | None = None, issue_type: str = "Bug",
+                  labels: list[str] | None = None) -> list[dict[str, Any]]:
+    """Write one draft per cluster into ``out_dir``; returns the index (one dict per draft)."""
+    if tracker not in TRACKERS:
+        raise UserError(f"--tracker {tracker!r}: choose one of {', '.join(TRACKERS)}")
+    if tracker == "jira" and not project:
+        from triage.config import section
+
+        project = section("export").get("jira_project") or section("jira").get("project")
+        if not project:
+            raise UserError("--tracker jira needs a project key: --project KEY or "
+                            "[export] jira_project = \"KEY\" in triage.toml")
+    out = Path(out_dir).expanduser()
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"{out}: cannot create the output folder: {exc.strerror or exc}")
+    if not out.is_dir():
+        raise UserError(f"{out}: not a folder")
+    rep = build_report(store, since=since, until=until, cluster=cluster, process=process,
+                       platform=platform, with_incidents=True)
+    red: Redactor = redactor_for(store, enabled=redact)
+    filed = {r["id"]: r for r in filed_records(store)}
+    base_labels = list(labels or ["triage", "crash"])
+    index = []
+    meta_updates: dict[str, str] = {}
+    filed_updates: dict[str, str] = {}
+    for c in rep["clusters"]:
+        if c["status"] == "gone" and cluster is None:
+            continue                            # nothing in range: nothing to file
+        cid = c["id"]
+        exc = _exception(store, cid)
+        compiles = _compiles(store, cid)
+        snap = snapshot_of(c, compiles)
+        title = red(draft_title(c, exc))
+        marker = fingerprint_marker(cid)
+        clabels = base_labels + [fingerprint_label(cid), f"status:{c['status']}"]
+        entry: dict[str, Any] = {"id": cid, "status": c["status"], "title": title,
+                                 "fingerprint": cid, "labels": clabels}
+        if cid in filed:
+            d = diff_snapshot(filed[cid]["snapshot"], snap)
+            entry.update(kind="update", url=filed[cid]["url"], new=d)
+            if not (d["new_reports"] or d["new_builds"] or d["new_configurations"]
+                    or d["new_processes"] or d["new_hardware_models"]):
+                entry.update(kind="unchanged", files=[])
+                index.append(entry)
+                continue
+            lines = update_lines(c, d, filed[cid]["url"])
+            md = red("\n".join(lines + ["", marker]) + "\n")
+            files = _write_update(out, tracker, cid, md, lines, red, marker)
+            filed_updates[cid] = jdump(snap)
+        else:
+            sections = body_sections(store, c, exc, compiles)
+            if tracker == "jira":
+                body = red(to_jira(sections) + "\n" + marker + "\n")
+            else:
+                body = red(to_markdown(sections) + "\n" + marker + "\n")
+            files = _write_new(out, tracker, cid, title, body, clabels, project, issue_type)
+            entry["kind"] = "new"
+        entry["files"] = [str(f) for f in files]
+        meta_updates[cid] = jdump(snap)
+        index.append(entry)
+    (out / "index.json").write_bytes(orjson.dumps(index, option=orjson.OPT_INDENT_2))
+    with store.transaction() as conn:
+        for cid, snap in meta_updates.items():
+            conn.execute("INSERT INTO meta(key, value) VALUES(?, ?) ON CONFLICT(key) "
+                         "DO UPDATE SET value=excluded.value", (SNAPSHOT_META + cid, snap))
+        for cid, snap in filed_updates.items():
+            conn.execute("UPDATE filed SET snapshot=? WHERE cluster_id=?", (snap, cid))
+    return index
+
+
+def _write(path: Path, text: str | bytes) -> Path:
+    if isinstance(text, str):
+        path.write_text(text, encoding="utf-8")
+    else:
+        path.write_bytes(text)
+    return path
+
+
+def _write_new(out: Path, tracker: str, cid: str, title: str, body: str, labels: list[str],
+               project: str | None, issue_type: str) -> list[Path]:
+    dump = lambda o: orjson.dumps(o, option=orjson.OPT_INDENT_2) + b"\n"  # noqa: E731
+    if tracker == "github":
+        return [_write(out / f"{cid}.json", dump({"title": title, "body": body,
+                                                  "labels": labels})),
+                _write(out / f"{cid}.md", body)]
+    if tracker == "jira":
+        return [_write(out / f"{cid}.json", dump({"fields": {
+            "project": {"key": project}, "summary": title, "description": body,
+            "issuetype": {"name": issue_type}, "labels": labels}}))]
+    return [_write(out / f"{cid}.md", f"# {title}\n\nLabels: {', '.join(labels)}\n\n{body}")]
+
+
+def _write_update(out: Path, tracker: str, cid: str, md: str, lines: list[str], red,
+                  marker: str) -> list[Path]:
+    dump = lambda o: orjson.dumps(o, option=orjson.OPT_INDENT_2) + b"\n"  # noqa: E731
+    if tracker == "github":
+        return [_write(out / f"{cid}.comment.json", dump({"body": md})),
+                _write(out / f"{cid}.comment.md", md)]
+    if tracker == "jira":
+        body = red("\n".join(_jira_inline(x) for x in lines) + "\n\n" + marker + "\n")
+        return [_write(out / f"{cid}.comment.json", dump({"body": body}))]
+    return [_write(out / f"{cid}.update.md", md)]

@@ -1,0 +1,104 @@
+"""Privacy redaction for exported drafts (on by default; ``--no-redact`` keeps everything).
+
+Removes: user names and home folders (``/Users/<name>/`` -> ``/Users/USER/``,
+``/home/<name>/`` -> ``/home/USER/``, and the bare user names found that way anywhere else in
+the text), host names (``name.local``, ``Hostname: x``, ``"host": "x"``), serial numbers
+(``Serial Number: C02...``, ``"serialNumber": "..."``) and crash reporter keys
+(``crashReporterKey`` / ``CrashReporter Key:`` values, plus every key stored in the store).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Iterable
+
+USER = "USER"
+HOST = "HOST"
+REDACTED = "<redacted>"
+
+HOME_RE = re.compile(r"(/Users/|/home/|/private/var/users/)(?!USER\b|Shared\b)([^/\s\"'<>]+)")
+TILDE_RE = re.compile(r"(?<![\w/])~([A-Za-z_][\w.-]*)(?=/)")
+LOCAL_HOST_RE = re.compile(r"\b[A-Za-z0-9][A-Za-z0-9-]*(?:\.[A-Za-z0-9-]+)*\.local\b")
+KEYED_HOST_RE = re.compile(
+    r"(?i)(\b(?:host(?:name)?|computer ?name|machine ?name)\b[\"']?\s*[:=]\s*[\"']?)"
+    r"([A-Za-z0-9][A-Za-z0-9._-]*)")
+SERIAL_RE = re.compile(
+    r"(?i)(\b(?:serial(?:[ _]?number)?|serialNumber|hardware ?uuid|provisioning ?uuid)\b"
+    r"[\"']?\s*[:=]\s*[\"']?)([A-Za-z0-9-]{6,40})")
+CRK_RE = re.compile(r"(?i)(crash ?reporter ?key[\"']?\s*[:=]\s*[\"']?)([A-Fa-f0-9-]{8,64})")
+USER_KEY_RE = re.compile(r"(?i)(\b(?:user(?:name)?|login|owner)\b[\"']?\s*[:=]\s*[\"']?)"
+                         r"([A-Za-z_][\w.-]{1,31})")
+NEVER_NAMES = {"user", "shared", "root", "admin", "guest", "library", "applications", "system",
+               "private", "var", "tmp", "home", "users", "developer", "xcode"}
+
+
+def user_names_in(text: str) -> set[str]:
+    """User names appearing as home folders in ``text``."""
+    names = {m.group(2) for m in HOME_RE.finditer(text)}
+    names |= {m.group(1) for m in TILDE_RE.finditer(text)}
+    return {n for n in names if n.lower() not in NEVER_NAMES and len(n) >= 2}
+
+
+@dataclass
+class Redactor:
+    """Redacts one export. ``names``/``secrets`` are literal strings also removed anywhere."""
+
+    names: set[str] = field(default_factory=set)
+    secrets: set[str] = field(default_factory=set)
+    enabled: bool = True
+
+    def learn(self, texts: Iterable[str | None]) -> "Redactor":
+        for t in texts:
+            if t:
+                self.names |= user_names_in(t)
+        return self
+
+    def __call__(self, text: str) -> str:
+        return self.redact(text)
+
+    def redact(self, text: str) -> str:
+        if not self.enabled or not text:
+            return text
+        names = set(self.names) | user_names_in(text)
+        out = HOME_RE.sub(lambda m: m.group(1) + USER, text)
+        out = TILDE_RE.sub("~" + USER, out)
+        out = CRK_RE.sub(lambda m: m.group(1) + REDACTED, out)
+        out = SERIAL_RE.sub(lambda m: m.group(1) + REDACTED, out)
+        out = KEYED_HOST_RE.sub(lambda m: m.group(1) + HOST, out)
+        out = USER_KEY_RE.sub(lambda m: m.group(1) + USER, out)
+        out = LOCAL_HOST_RE.sub(HOST + ".local", out)
+        for s in sorted(self.secrets, key=len, reverse=True):
+            if s and len(s) >= 6:
+                out = out.replace(s, REDACTED)
+        for n in sorted(names, key=len, reverse=True):
+            if len(n) < 3 or n.lower() in NEVER_NAMES:
+                continue
+            # whole-word (names like "Jane-MacBook-Pro" or "jane.doe@")
+            out = re.sub(rf"(?<![A-Za-z0-9]){re.escape(n)}(?![A-Za-z0-9])", USER, out,
+                         flags=re.IGNORECASE)
+        return out
+
+
+def redactor_for(store, incident_ids: Iterable[str] | None = None, enabled: bool = True,
+                 ) -> Redactor:
+    """A redactor that knows the user names (home folders in stored paths) and the crash
+    reporter keys of the store, so they are removed even where no pattern gives them away."""
+    r = Redactor(enabled=enabled)
+    if not enabled:
+        return r
+    texts = []
+    for (p,) in store.conn.execute(
+            "SELECT DISTINCT process_path FROM incidents WHERE process_path IS NOT NULL"):
+        texts.append(p)
+    for (p,) in store.conn.execute(
+            "SELECT DISTINCT substr(path, 1, 200) FROM incidents WHERE path LIKE '/Users/%' "
+            "OR path LIKE '/home/%' LIMIT 10000"):
+        texts.append(p)
+    for (raw,) in store.conn.execute("SELECT raw FROM compiles LIMIT 100000"):
+        texts.append(raw)
+    r.learn(texts)
+    for (k,) in store.conn.execute(
+            "SELECT DISTINCT crash_reporter_key FROM incidents WHERE crash_reporter_key IS NOT NULL"):
+        r.secrets.add(str(k))
+    return r
