@@ -56,12 +56,15 @@ def main():
     t = time.perf_counter()
     rows = []
     for k in range(N):
+        # a third of the crashes come from recorded compiles (a few reports per compile, the
+        # cluster decided by the compile), the rest from processes no journal knows
         linked = k % 3 != 0
         c = rng.randrange(NC)
         pid = 10_000 + c if linked else 900_000 + k
         ts = T0 + c * 100 + 30
+        cluster = f"C-{c % 50:02d}" if linked else f"C-{k % 50:02d}"
         rows.append((f"I{k}", f"/r/{k}.ips", f"s{k}", "crash", "coreai-build", pid, ts,
-                     f"C-{k % 50:02d}", "now"))
+                     cluster, "now"))
     with st.transaction() as conn:
         conn.executemany("INSERT INTO incidents(incident_id, path, sha256, kind, process, pid, "
                          "captured_ts, cluster_id, ingested_at) VALUES(?,?,?,?,?,?,?,?,?)", rows)
@@ -72,10 +75,24 @@ def main():
         print(f"{label}: {time.perf_counter() - t:.2f} s  "
               f"loaded={s['records_loaded']} linked={s['linked']} unlinked={s['unlinked']} "
               f"ambiguous={s['ambiguous']}")
+    # a new batch of 1,000 reports (ingest calls link_pending after each batch)
+    with st.transaction() as conn:
+        conn.executemany("INSERT INTO incidents(incident_id, path, sha256, kind, process, pid, "
+                         "captured_ts, cluster_id, ingested_at) VALUES(?,?,?,?,?,?,?,?,?)",
+                         [(f"N{k}", f"/r/n{k}.ips", f"n{k}", "crash", "coreai-build",
+                           10_000 + k, T0 + k * 100 + 30, "C-00", "now") for k in range(1000)])
+    t = time.perf_counter()
+    s = link_pending(st, [j], [])
+    print(f"link_pending (after a 1,000-report batch): {time.perf_counter() - t:.2f} s  "
+          f"linked={s['linked']}")
     t = time.perf_counter()
     ctx = cluster_contexts(st)
     print(f"cluster_contexts (all {len(ctx)} clusters): {time.perf_counter() - t:.2f} s")
     print("example finding:", next(iter(ctx.values()))["finding"][:160])
+    st.close()
+    import shutil
+
+    shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

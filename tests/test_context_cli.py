@@ -137,3 +137,21 @@ def test_light_commands_do_not_import_heavy_modules(tmp_path):
             "assert not heavy, heavy\n")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
+
+
+def test_record_forwards_sigint_when_not_from_a_terminal(tmp_path):
+    marker = tmp_path / "started"
+    env = {**os.environ, "TRIAGE_DB": str(tmp_path / "store" / "t.db")}
+    child = ("import signal, sys, time, pathlib\n"
+             "signal.signal(signal.SIGINT, lambda *a: sys.exit(43))\n"
+             f"pathlib.Path({str(marker)!r}).write_text('x')\n"
+             "time.sleep(30)\n")
+    p = subprocess.Popen(TRIAGE + ["record", "--", sys.executable, "-c", child], env=env,
+                         cwd=tmp_path, stdin=subprocess.DEVNULL)
+    for _ in range(300):
+        if marker.exists():
+            break
+        time.sleep(0.05)
+    p.send_signal(signal.SIGINT)
+    assert p.wait(timeout=20) == 43
+    assert journal(tmp_path)[-1]["exit_code"] == 43

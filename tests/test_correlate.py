@@ -112,3 +112,15 @@ def test_cluster_detail_from_store(tmp_path):
                     "VALUES('C-old', 'x', 'now', 'C-ane')")
     assert cluster_detail(st, "C-old")["id"] == "C-ane"
     st.close()
+
+
+def test_mostly_with_when_one_crash_differs():
+    compiles = [{"id": i, "exit_code": 139, "config": cfg("sparse", None, None, "gpu")}
+                for i in range(4)]
+    compiles.append({"id": 4, "exit_code": 139, "config": cfg("float16", "float16", 16, "gpu")})
+    compiles += [{"id": 10 + i, "exit_code": 0, "config": cfg("linear", "int8", 8, "neural-engine")}
+                 for i in range(6)]
+    ctx = compute_contexts(compiles, [(i, "C-s") for i in range(5)], ["C-s"])["C-s"]
+    f = ctx["finding"]
+    assert "only with flags.preferred_compute=gpu (5/5 crashed)" in f
+    assert "mostly with encoding.scheme=sparse (4/5)" in f

@@ -17,13 +17,18 @@ MODELS = ROOT / "fixtures" / "models"
 sys.path.insert(0, str(ROOT / "fixtures"))
 from make_models import EXPECTED  # noqa: E402
 
+def model_path(folder, name):
+    (p,) = [p for p in folder.glob(name + ".*") if p.suffix in (".mlpackage", ".mlmodel")]
+    return p
+
+
 FIELDS = ("scheme", "nbits", "dtype", "granularity", "block_size", "group_size", "ops",
           "uncompressed_weights", "source")
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_fixture_encodings(name):
-    res = inspect_model(MODELS / f"{name}.mlpackage")
+    res = inspect_model(model_path(MODELS, name))
     enc = res["encoding"]
     assert "problem" not in res
     for f in FIELDS:
@@ -35,7 +40,7 @@ def test_fixture_encodings(name):
 
 def test_fixtures_are_small():
     total = sum(f.stat().st_size for f in MODELS.rglob("*") if f.is_file())
-    assert len(list(MODELS.glob("*.mlpackage"))) == len(EXPECTED)
+    assert len(list(MODELS.glob("*.ml*"))) == len(EXPECTED)
     assert total < 60_000
 
 
@@ -111,6 +116,20 @@ def test_rebuild_fixtures_matches_committed(tmp_path):
                          text=True, env=env)
     assert out.returncode == 0, out.stderr[-2000:]
     for name in EXPECTED:
-        new = inspect_model(tmp_path / f"{name}.mlpackage")["encoding"]
-        old = inspect_model(MODELS / f"{name}.mlpackage")["encoding"]
+        new = inspect_model(model_path(tmp_path, name))["encoding"]
+        old = inspect_model(model_path(MODELS, name))["encoding"]
         assert new == old, name
+
+
+def test_truncated_spec_in_valid_package(tmp_path):
+    import shutil
+
+    pkg = tmp_path / "t.mlpackage"
+    shutil.copytree(MODELS / "int8_channel.mlpackage", pkg)
+    spec = pkg / "Data" / "com.apple.CoreML" / "model.mlmodel"
+    spec.write_bytes(spec.read_bytes()[:57])
+    res = inspect_model(pkg, {"compression": "int8_linear_per_channel"})
+    assert res["encoding"]["source"] == "flags" and "unreadable model" in res["problem"]
+    (pkg / "Manifest.json").write_text('{"rootModelIdentifier": "x", "itemInfoEntries": {}}')
+    res = inspect_model(pkg)
+    assert res["encoding"] is None and "Manifest.json" in res["problem"]

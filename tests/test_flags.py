@@ -51,3 +51,32 @@ def test_find_model():
     assert find_model(["x", "build/", "M.MLPACKAGE/"]) == "M.MLPACKAGE/"
     assert find_model(["x", "y.aimodel"]) == "y.aimodel"
     assert find_model(["x.mlpackage"]) is None   # argv[0] is the program
+
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+from triage.context.encoding import encoding_from_compression  # noqa: E402
+from triage.context.journal import parse_journal_bytes  # noqa: E402
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.text(max_size=20), max_size=12))
+def test_parse_flags_never_crashes(argv):
+    flags = parse_flags(argv)
+    assert isinstance(flags, dict) and "preferred_compute" in flags
+    find_model(argv)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(max_size=60))
+def test_compression_grammar_never_crashes(text):
+    enc = encoding_from_compression(text)
+    assert enc is None or enc["source"] == "flags"
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=400))
+def test_journal_bytes_never_crash(data):
+    records, problems = parse_journal_bytes(data, "j.jsonl")
+    assert all(isinstance(r, dict) for r in records)
+    assert all(p.path.startswith("j.jsonl:") for p in problems)

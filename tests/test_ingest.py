@@ -374,16 +374,16 @@ def test_worker_pool_gives_the_same_store_as_inline(tmp_path, monkeypatch):
 def test_dead_worker_is_reported_and_the_rest_stored(tmp_path, store, monkeypatch):
     make_reports(tmp_path / "DR", 12)
     victim = str(tmp_path / "DR" / "mlcompiler-00005.ips")
-    real = ing._work
-
-    def dying(data, path, sha, explicit):
-        if path == victim and os.getpid() != parent:
-            os._exit(3)
-        return real(data, path, sha, explicit)
-
+    real = ing.process_bytes
     parent = os.getpid()
+
+    def dying(stages, data, path, sha, explicit):
+        if path == victim and os.getpid() != parent:
+            os._exit(3)  # a worker killed mid-parse (native crash, OOM killer)
+        return real(stages, data, path, sha, explicit)
+
     monkeypatch.setattr(ing, "POOL_MIN_FILES", 1)
-    monkeypatch.setattr(ing, "_work", dying)
+    monkeypatch.setattr(ing, "process_bytes", dying)  # inherited by the forked workers
     s = ing.run_ingest(store, [tmp_path / "DR"], workers=2)
     assert {e["path"] for e in s["errors"]} <= {victim} | {
         str(tmp_path / "DR" / f"mlcompiler-{i:05d}.ips") for i in range(12)}

@@ -134,8 +134,12 @@ def test_bad_lines_and_wrong_path(store, tmp_path):
     s = link_pending(store, [j], [])
     assert s["linked"] == 1
     assert [p["path"] for p in s["problems"]] == [f"{j}:1", f"{j}:2"]
-    with pytest.raises(UserError, match="not found"):
-        link_pending(store, [tmp_path / "missing.jsonl"], [])
+    s = link_pending(store, [tmp_path / "missing.jsonl"], [])
+    assert s["problems"] == [{"path": str(tmp_path / "missing.jsonl"),
+                              "reason": "journal not found"}]
+    from triage.context.link import check_journals
+    with pytest.raises(UserError, match="journal not found"):
+        check_journals([tmp_path / "missing.jsonl"])
 
 
 def test_store_journal_reports_journal_and_sidecar(store, tmp_path):
@@ -188,3 +192,45 @@ def test_fixture_reports_link_end_to_end(tmp_path):
     for r in linked:
         assert {"pid", "process", "started_at", "argv"} <= set(r["compile"])
     st.close()
+
+
+def test_journal_read_incrementally(store, tmp_path):
+    inc(store, "a", 100, 10)
+    inc(store, "b", 200, 10)
+    j = write(tmp_path / "j.jsonl", ["{bad", rec(100, 0, 20)])
+    s = link_pending(store, [j], [])
+    assert s["linked"] == 1 and len(s["problems"]) == 1
+    s = link_pending(store, [j], [])
+    assert s["problems"] == [] and s["records_loaded"] == 0       # reported once
+    with open(j, "a") as fh:                                     # appended: only the tail is read
+        fh.write(json.dumps(rec(200, 0, 20)) + "\n{bad again")    # last line without newline
+    s = link_pending(store, [j], [])
+    assert s["linked"] == 1 and [p["path"] for p in s["problems"]] == [f"{j}:4"]
+    j.write_text(json.dumps(rec(300, 0, 20)) + "\n")             # rewritten: read from the start
+    s = link_pending(store, [j], [])
+    assert s["records_loaded"] == 1 and s["problems"] == []
+
+
+def test_known_journals_reread_without_new_reports(store, tmp_path):
+    root = tmp_path / "reports"
+    root.mkdir()
+    r1 = root / "a.ips"
+    r1.write_text("{}")
+    inc(store, "a", 100, 10, path=str(r1))
+    inc(store, "b", 200, 10, path=str(root / "b.ips"))
+    j = write(root / "triage-journal.jsonl", [rec(100, 0, 20)])
+    assert link_pending(store, [], [str(r1)])["linked"] == 1
+    with open(j, "a") as fh:
+        fh.write(json.dumps(rec(200, 0, 20)) + "\n")
+    s = link_pending(store, [], [])          # e.g. `triage link`, or a re-ingest with no new file
+    assert s["linked"] == 1 and str(j) in s["journals"]
+
+
+def test_sidecar_added_later_links_on_link_command(store, tmp_path):
+    r = tmp_path / "python3.12-9.ips"
+    r.write_text("{}")
+    inc(store, "late", 4242, 10, process="python3.12", path=str(r))
+    assert link_pending(store, [], [str(r)])["linked"] == 0
+    (tmp_path / "python3.12-9.json").write_text(json.dumps({"process": "python3.12"}))
+    assert link_pending(store, [], [])["linked"] == 0
+    assert link_pending(store, [], [], unlinked_sidecars=True)["linked"] == 1

@@ -80,6 +80,10 @@ CASES = [
     ("-[NSRunLoop+ 30836 (NSRunLoop) runUntilDate:]", "-[NSRunLoop(NSRunLoop) runUntilDate:]",
      "strip-spliced-offset"),
     ("objc_msgSend$objectForKeyedSubscript:", "objc_msgSend$objectForKeyedSubscript:", None),
+    ("-[MLModel(MLModelCompilation) compileModelAtURL:error:].cold.1",
+     "-[MLModel(MLModelCompilation) compileModelAtURL:error:]", "cold-suffix"),
+    ("__40-[ANEClient compileModel:options:]_block_invoke.cold.1",
+     "-[ANEClient compileModel:options:]_block_invoke", "cold-suffix"),
     # --- blocks
     ("__89-[MPSGraphExecutable specializeWithDevice:inputTypes:compilationDescriptor:]_block_invoke",
      "-[MPSGraphExecutable specializeWithDevice:inputTypes:compilationDescriptor:]_block_invoke",
@@ -333,6 +337,23 @@ def test_never_raises_and_is_bounded(rules, raw):
         assert not any(ord(c) < 32 for c in norm)
     f = normalize_frame(Frame(module="m", symbol=raw, offset=1), rules)
     assert f.normalized
+
+
+try:
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+except ImportError:  # pragma: no cover
+    given = None
+
+if given is not None:
+    @settings(max_examples=300, deadline=None)
+    @given(st.text(max_size=300))
+    def test_any_text_never_raises(text):
+        rules = load_rules([])
+        norm, names = normalize_symbol(text, rules)
+        assert norm is None or (norm and len(norm) <= MAX_SYMBOL_CHARS)
+        f = normalize_frame(Frame(module="m", symbol=text, offset=3), rules)
+        assert f.normalized
 
 
 def test_junk_removed_and_reported(rules):

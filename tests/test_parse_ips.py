@@ -464,3 +464,22 @@ def test_banner_inside_source_code_is_not_a_translated_report():
     with pytest.raises(ParseError):
         parse(src)
     assert not looks_like_report(src)
+
+
+def test_no_crashing_thread_marked_is_noted():
+    body = mod(faultingThread=None)
+    body["threads"][1]["triggered"] = False
+    r = parse(ips(body=body))
+    assert r.crashing_thread is None and r.crashing_frames() == []
+    assert any("no crashing thread" in n for n in r.notes)
+
+
+def test_asi_backtraces_text_becomes_leb_when_no_leb():
+    body = mod(lastExceptionBacktrace=None)
+    body["asiBacktraces"] = [
+        "0   CoreFoundation   0x00007ff80f1 __exceptionPreprocess + 226\n"
+        "1   libobjc.A.dylib  0x00007ff80e2 objc_exception_throw + 48\n"]
+    r = parse(ips(body=body))
+    assert [f.symbol for f in r.last_exception_backtrace] == [
+        "__exceptionPreprocess", "objc_exception_throw"]
+    assert any("asiBacktraces" in n for n in r.notes)

@@ -70,7 +70,7 @@ def test_non_frame_lines(line):
      "/var/containers/Bundle/Application/X/TouchCanvas.app/TouchCanvas", None, None),
     ("0x1025e5000 - 0x1025e6ffb +com.example.apple-samplecode.TouchCanvas (1.0 - 1) "
      "<5ED9BD63-2A55-3DDD-B3FF-EFCF61382F6F> /Users/USER/*/TouchCanvas.app/Contents/MacOS/TouchCanvas",
-     "com.example.apple-samplecode.TouchCanvas", 0x1025e5000, 0x1ffc,
+     "TouchCanvas", 0x1025e5000, 0x1ffc,
      "5ed9bd63-2a55-3ddd-b3ff-efcf61382f6f", None,
      "/Users/USER/*/TouchCanvas.app/Contents/MacOS/TouchCanvas",
      "com.example.apple-samplecode.TouchCanvas", "1.0 - 1"),
@@ -276,6 +276,7 @@ def test_macos12_text_report():
     assert f[1].image_uuid == "0a4d6d6b-0d7a-3a52-9cb4-000000000001"   # by address range
     assert f[1].offset == 17106 and f[2].symbol is None
     assert r.images[0].bundle_id == "dev.mobile.MemoryLeakingApp"
+    assert r.images[0].name == "MemoryLeakingApp"
     assert r.images[0].version == "1.0 - 1"
     assert r.extra["exception_notes"] == ["EXC_CORPSE_NOTIFY"]
 
@@ -383,3 +384,11 @@ def test_application_specific_backtrace_becomes_leb():
     r = parse(text)
     assert [f.symbol for f in r.last_exception_backtrace] == ["__exceptionPreprocess"]
     assert r.crashing_frames()[0].symbol == "CanvasView.updateEstimated(_:)"
+
+
+def test_bundle_id_module_becomes_binary_name():
+    text = MACOS12.replace(
+        "1   Espresso Runtime                  0x00000001066482d2 0x106644000 + 17106",
+        "1   dev.mobile.MemoryLeakingApp       0x00000001066482d2 0x106644000 + 17106")
+    f = parse(text).crashing_frames()[1]
+    assert f.module == "MemoryLeakingApp" and f.offset == 17106

@@ -72,9 +72,60 @@ class Triage:
 
     # ------------------------------------------------------------------ reports (issue 6)
     def report(self, **options) -> dict[str, Any]:
+        """The ``triage report --format json`` object (see docs/reports.md).
+
+        Options: ``since``/``until`` (OS build, ISO date or release alias), ``process``,
+        ``kind`` (default "crash"), ``cluster``, ``platform``, ``with_incidents`` (True: every
+        incident id in range; False: omit them), ``with_context`` (encodings/flags/...).
+        """
         from triage.report.build import build_report
 
         return build_report(self.store, **options)
+
+    def report_frame(self, **options):
+        """The report's clusters as a DataFrame (one row per cluster, report column names)."""
+        import pandas as pd
+
+        return pd.DataFrame(self.report(**options)["clusters"])
+
+    def render_report(self, report: dict[str, Any], fmt: str = "markdown") -> str:
+        """Render a report dict as ``table``, ``markdown``, ``json``, ``csv`` or ``html`` text."""
+        from triage.report import render_html, render_text
+
+        renderers = {"table": render_text.render_table, "markdown": render_text.render_markdown,
+                     "json": render_text.render_json, "csv": render_text.render_csv,
+                     "html": render_html.render_html}
+        if fmt not in renderers:
+            from triage.errors import UserError
+
+            raise UserError(f"format {fmt!r}: choose one of {', '.join(renderers)}")
+        return renderers[fmt](report)
+
+    def releases(self):
+        """OS builds seen, in build order, with counts and aliases (DataFrame)."""
+        import pandas as pd
+
+        from triage.report.builds import releases_records
+
+        return pd.DataFrame(releases_records(self.store))
+
+    def set_alias(self, alias: str, build: str, platform: Optional[str] = None) -> None:
+        """Store a release alias (``triage releases alias``)."""
+        from triage.report.builds import set_alias
+
+        set_alias(self.store, alias, build, platform)
+
+    def export(self, tracker: str, out_dir: Path | str, **options) -> list[dict[str, Any]]:
+        """Write bug-tracker drafts (``triage export``); returns the index of drafts written."""
+        from triage.report.export import export_drafts
+
+        return export_drafts(self.store, tracker, out_dir, **options)
+
+    def filed(self, cluster_id: str, url: str) -> dict[str, Any]:
+        """Record where a cluster was filed (``triage filed``): later exports write updates."""
+        from triage.report.export import record_filed
+
+        return record_filed(self.store, cluster_id, url)
 
     def close(self) -> None:
         self.store.close()

@@ -36,7 +36,7 @@ DEFAULTS: dict[str, Any] = {
     "decay": 0.25,          # c: position weight exp(-c * position), top frames weigh most
     "outside": 0.1,         # weight factor of frames below the crash region (callers, entry points)
     "depth": 16,            # top frames compared
-    "unsymbolized": 0.6,    # score of an unsymbolized frame against a frame of the same module
+    "unsymbolized": 0.9,    # credit of an unsymbolized frame against a frame of the same module
     "unsymbolized_pair": 0.3,  # score of two different unsymbolized frames of the same module
     "linkage": "average",   # average | complete | single
     "block_limit": 500,     # larger candidate blocks are split by exact signature
@@ -96,17 +96,11 @@ def _settings(settings) -> ClusterSettings:
 
 # ------------------------------------------------------------------------------------ stacks
 
-_SIG = re.compile(r"^(?P<frames>.*?)(?: \[(?P<exc>[A-Z][A-Z0-9_]*(?:/[A-Z0-9_]+)?)\]"
-                  r"(?: (?P<msg>.*))?)?$", re.S)
-
-
 def split_signature(signature: str) -> tuple[str, str]:
     """(frame part, tail) of a combined signature; the tail is ``[EXC] message`` or ''."""
-    m = _SIG.match(signature or "")
-    if not m:
-        return signature or "", ""
-    frames = m.group("frames")
-    return frames, (signature[len(frames):].strip())
+    from triage.signature import split_signature_text
+
+    return split_signature_text(signature)
 
 
 @dataclass(slots=True)
@@ -277,7 +271,10 @@ def cluster_stacks(stacks: list[StackInfo], settings: ClusterSettings,
                     for y in range(x + 1, n):
                         d = scorer.distance(stacks[comp[x]], stacks[comp[y]])
                         dist[x][y] = dist[y][x] = d
-                sub_labels = _agglomerate(dist, n, settings)
+                if all(d <= settings.threshold for row in dist for d in row):
+                    sub_labels = [0] * n        # every linkage merges a fully close group
+                else:
+                    sub_labels = _agglomerate(dist, n, settings)
                 base = next_label
                 for x, lab in enumerate(sub_labels):
                     labels[comp[x]] = base + int(lab)
@@ -464,13 +461,17 @@ def assign_new(store, settings=None) -> dict:
             "JOIN stacks s ON s.stack_id = i.stack_id "
             "WHERE i.cluster_id IS NULL AND s.cluster_id IS NOT NULL").fetchall()
         touched: set[str] = set()
+        if ov.inc_splits:
+            for sid, _c, _s in rows:
+                touched.update(r[0] for r in conn.execute(
+                    "SELECT incident_id FROM incidents WHERE stack_id=? AND cluster_id IS NULL",
+                    (sid,)))
+        n = 0
         for sid, cid, sig in rows:
-            target = ov.for_stack(cid, sig)
-            cur = conn.execute("UPDATE incidents SET cluster_id=? WHERE stack_id=? AND "
-                               "cluster_id IS NULL RETURNING incident_id", (target, sid))
-            touched.update(r[0] for r in cur.fetchall())
-        summary["incidents"] = len(touched)
-        if touched and ov.inc_splits:
+            n += conn.execute("UPDATE incidents SET cluster_id=? WHERE stack_id=? AND "
+                              "cluster_id IS NULL", (ov.for_stack(cid, sig), sid)).rowcount
+        summary["incidents"] = n
+        if touched:
             _apply_incident_splits(conn, ov, touched)
         if rows:
             sids = [r[0] for r in rows]
@@ -663,11 +664,15 @@ def report_from_row(row) -> "Report":
 
 
 def recluster(store, settings=None, rule_files=(), *, dry_run: bool = False,
-              progress=None) -> ReclusterDiff:
+              full: bool = False, progress=None) -> ReclusterDiff:
     """Recompute normalization + signatures of every stored crash from its stored frames, then
     re-cluster all distinct stacks and map old cluster ids onto the new clusters (largest
     overlap keeps the id; ids that lose get ``merged_into``; extra pieces get new ids).
-    User overrides are replayed. ``dry_run`` computes the diff without writing."""
+    User overrides are replayed. ``dry_run`` computes the diff without writing.
+
+    By default stacks whose ``stack_id`` did not change keep their cluster and only changed
+    stacks are re-assigned (as ingest would); ``full`` re-clusters every stack from scratch
+    (e.g. after changing the ``[cluster]`` settings)."""
     import sqlite3
 
     from triage.signature import compute_signature, load_siglists
@@ -711,16 +716,44 @@ def recluster(store, settings=None, rule_files=(), *, dry_run: bool = False,
     diff.incidents = len(per_incident)
     diff.stacks_before = conn.execute("SELECT COUNT(*) FROM stacks").fetchone()[0]
     diff.stacks_after = len(stacks_new)
-    # ---- 2. cluster all distinct stacks (deterministic order)
+    # ---- 2. cluster the distinct stacks (deterministic order)
     interner = _Interner()
     order = sorted(stacks_new)
     infos = [make_stack(sid, stacks_new[sid][0], stacks_new[sid][2], s, interner,
                         count=stacks_new[sid][3]) for sid in order]
-    labels = cluster_stacks(infos, s, Scorer(s))
-    label_of_stack = {sid: lab for sid, lab in zip(order, labels)}
+    scorer = Scorer(s)
+    label_of_stack: dict[str, Any] = {}
+    if full:
+        for sid, lab in zip(order, cluster_stacks(infos, s, scorer)):
+            label_of_stack[sid] = ("new", lab)
+    else:
+        # stacks that did not change keep their cluster; changed/new stacks are assigned as
+        # ingest would (join the nearest cluster when close enough, else cluster among
+        # themselves). With unchanged rules this changes nothing.
+        old_stack = dict(conn.execute("SELECT stack_id, cluster_id FROM stacks "
+                                      "WHERE cluster_id IS NOT NULL"))
+        by_block: dict[tuple, list[StackInfo]] = defaultdict(list)
+        rest = []
+        for st in infos:
+            if st.stack_id in old_stack:
+                st.cluster_id = old_stack[st.stack_id]
+                label_of_stack[st.stack_id] = ("old", st.cluster_id)
+                by_block[st.block].append(st)
+            else:
+                rest.append(st)
+        leftovers = []
+        for st in rest:
+            cid = _nearest_cluster(st, by_block.get(st.block, ()), scorer, s)
+            if cid is None:
+                leftovers.append(st)
+            else:
+                label_of_stack[st.stack_id] = ("old", cid)
+        if leftovers:
+            for st, lab in zip(leftovers, cluster_stacks(leftovers, s, scorer)):
+                label_of_stack[st.stack_id] = ("new", lab)
     # ---- 3. map old natural ids -> new clusters by overlap
     overlap: Counter = Counter()
-    members: dict[int, list[str]] = defaultdict(list)
+    members: dict[Any, list[str]] = defaultdict(list)
     for iid, (sid, _sig, _p) in per_incident.items():
         lab = label_of_stack[sid]
         members[lab].append(iid)
@@ -728,7 +761,7 @@ def recluster(store, settings=None, rule_files=(), *, dry_run: bool = False,
             overlap[(old_nat[iid], lab)] += 1
     old_ids = {c for c in old_nat.values() if c}
     diff.clusters_before = len(old_ids)
-    name_of: dict[int, str] = {}
+    name_of: dict[Any, str] = {}
     used_old: set[str] = set()
     for (old, lab), cnt in sorted(overlap.items(), key=lambda kv: (-kv[1], kv[0][0], kv[0][1])):
         if lab in name_of or old in used_old:
@@ -736,7 +769,7 @@ def recluster(store, settings=None, rule_files=(), *, dry_run: bool = False,
         name_of[lab] = old
         used_old.add(old)
     taken = _taken_ids(conn)
-    stacks_of_label: dict[int, list[str]] = defaultdict(list)
+    stacks_of_label: dict[Any, list[str]] = defaultdict(list)
     for sid in order:
         stacks_of_label[label_of_stack[sid]].append(sid)
     fresh: dict[str, str] = {}

@@ -448,9 +448,9 @@ class _Run:
         if len(self.batch) >= BATCH_SIZE or self.batch_bytes >= BATCH_BYTES:
             self.flush()
 
-    def close_pool(self) -> None:
+    def close_pool(self, wait: bool = True) -> None:
         if self.pool is not None:
-            self.pool.shutdown(wait=True, cancel_futures=True)
+            self.pool.shutdown(wait=wait, cancel_futures=True)
             self.pool = None
 
     def duplicate(self, c: Candidate, sha: str, incident_id: str) -> None:
@@ -558,6 +558,9 @@ def run_ingest(store, paths: Iterable[str], *, journals: Iterable = (), dsym_pat
                 tick(run.summary["files_seen"], getattr(item, "path", ""))
         run.drain()
         run.flush()
+    except BaseException:
+        run.close_pool(wait=False)  # Ctrl-C / error: do not wait for queued work
+        raise
     finally:
         run.close_pool()
         if close is not None:

@@ -14,6 +14,10 @@ _CSV_COLUMNS = ["id", "count", "signature", "exception", "first_seen", "last_see
                 "os_builds", "stacks", "frames", "incidents", "created_at", "merged_into"]
 
 
+def _short_time(iso: Optional[str]) -> Optional[str]:
+    return iso[:16].replace("T", " ") if iso else iso
+
+
 class TableJson(str, Enum):
     table = "table"
     json = "json"
@@ -43,6 +47,9 @@ def clusters(
     finally:
         store.close()
     cols = _CSV_COLUMNS if fmt == OutputFormat.csv else _COLUMNS
+    if fmt == OutputFormat.table:   # compact times for the terminal; json/csv keep them whole
+        rows = [{**r, "first_seen": _short_time(r["first_seen"]),
+                 "last_seen": _short_time(r["last_seen"])} for r in rows]
     emit(rows, fmt, cols, title=None if fmt != OutputFormat.table else f"{len(rows)} clusters",
          headers={"first_seen": "first seen", "last_seen": "last seen"})
 
@@ -68,6 +75,8 @@ def _diff_lines(d: dict) -> list[str]:
 def recluster(
     dry_run: bool = typer.Option(False, "--dry-run", help="Show what would merge or split "
                                  "without writing."),
+    full: bool = typer.Option(False, "--full", help="Re-cluster every stack from scratch "
+                              "(e.g. after changing [cluster] settings); ids are still mapped."),
     fmt: TableJson = typer.Option(TableJson.table, "--format", "-f", help="table or json."),
 ) -> None:
     """Recompute normalization and signatures of every stored crash (after a rule change),
@@ -76,7 +85,7 @@ def recluster(
 
     store = open_store()
     try:
-        diff = run(store, None, rule_files(), dry_run=dry_run).to_dict()
+        diff = run(store, None, rule_files(), dry_run=dry_run, full=full).to_dict()
     finally:
         store.close()
     if fmt == TableJson.json:

@@ -76,13 +76,14 @@ def link(
 ) -> None:
     """Load compile journals and link crash incidents to their compiles."""
     from triage.cli_app import open_store
-    from triage.context.link import link_pending, relink_all
+    from triage.context.link import check_journals, link_pending, relink_all
 
+    check_journals(journal)
     store = open_store()
     try:
         if relink:
             relink_all(store)
-        summary = link_pending(store, journal, [])
+        summary = link_pending(store, journal, [], unlinked_sidecars=True)
     finally:
         store.close()
     for p in summary["problems"]:

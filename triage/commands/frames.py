@@ -112,7 +112,8 @@ def frames(
         symbolicate_report(report, index)
     rows = frame_rows(report, rules, thread)
     if not rows:
-        warn(f"{target}: no crashed thread and no last exception backtrace in this report")
+        hint = f" ({len(report.threads)} threads: use --thread N)" if report.threads else ""
+        warn(f"{target}: no crashed thread and no last exception backtrace in this report{hint}")
     if fmt == OutputFormat.json:
         emit(rows, fmt, FRAME_COLUMNS,
              json_obj=[{k: r[k] for k in _JSON_KEYS} for r in rows])

@@ -67,8 +67,9 @@ def report_cmd(
 
     store = open_store()
     f = fmt.value
-    # Incident ids: all of them in JSON/CSV; capped in HTML; not needed for table/markdown.
-    with_inc: bool | int = True if f in ("json", "csv") else (200 if f == "html" else False)
+    # Incident ids: all of them in JSON/CSV/HTML (the page shows the first 200 of each cluster);
+    # not needed for table/markdown.
+    with_inc = f in ("json", "csv", "html")
     rep = build_report(store, since=since, until=until, process=process, kind=kind,
                        cluster=cluster, platform=platform, with_incidents=with_inc,
                        with_context=True)
@@ -161,7 +162,10 @@ def export_cmd(
     index = export_drafts(store, tracker.value, out_dir, since=since, until=until,
                           cluster=cluster, process=process, platform=platform,
                           redact=not no_redact, project=project, labels=labels)
-    rows = [{**e, "files": [Path(f).name for f in e.get("files", [])]} for e in index]
+    from rich.markup import escape
+
+    rows = [{**e, "title": escape(e["title"]) if fmt.value == "table" else e["title"],
+             "files": [Path(f).name for f in e.get("files", [])]} for e in index]
     emit(rows, fmt, ["id", "kind", "status", "title", "files"], json_obj=index,
          title=f"{len(index)} draft(s) in {out_dir}")
 

@@ -32,6 +32,8 @@ MIN_COUNT = 2
 MIN_SCORE = 0.05
 ALPHA = 0.05
 MAX_CONTRASTS = 2
+MOSTLY_SUPPORT = 0.75   # "mostly with": a value in >= 75 % of the cluster's compiles ...
+MOSTLY_SCORE = 0.3      # ... and >= 30 points above its share of all compiles
 
 
 def fisher_greater(a: int, n1: int, c: int, n: int) -> float:
@@ -187,6 +189,12 @@ def _finding(n1: int, cfg_total: Counter, cfg_out: dict[tuple, Counter], in_cfg:
         text = ("crashes only with " + ", ".join(f"{r['attribute']}={_fmt(r['value'])}"
                                                  for r in chosen)
                 + f" ({hit}/{total} crashed)")
+        mostly = [r for r in correlations if r not in exclusive
+                  and r["in_cluster"] >= MOSTLY_SUPPORT and r["score"] >= MOSTLY_SCORE]
+        if mostly:
+            text += ", mostly with " + ", ".join(
+                f"{r['attribute']}={_fmt(r['value'])} ({r['count_in_cluster']}/"
+                f"{r['cluster_compiles']})" for r in mostly[:2])
         contrasts = _contrasts(cond, cfg_total, cfg_out)
         if contrasts:
             text += "; " + "; ".join(contrasts)

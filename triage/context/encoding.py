@@ -228,10 +228,16 @@ def inspect_model(path: str | Path, flags: dict | None = None) -> dict[str, Any]
     else:
         try:
             spec = load_spec(p)
-            result["encoding"] = summarize_spec(spec)
-            return result
         except (ValueError, OSError) as exc:
             problem = f"unreadable model: {exc}"
+        else:
+            try:
+                result["encoding"] = summarize_spec(spec)
+                return result
+            except RecursionError:
+                problem = "model too deeply nested to analyse"
+            except Exception as exc:  # noqa: BLE001 - a spec shape we did not foresee
+                problem = f"could not analyse model: {type(exc).__name__}: {exc}"
     comp = (flags or {}).get("compression")
     result["encoding"] = encoding_from_compression(comp) if isinstance(comp, str) else None
     result["problem"] = problem
@@ -448,6 +454,8 @@ def _describe_chain(op, operand, is_constexpr, out_types) -> dict[str, Any]:
                     pdt, _psh, _ = operand(lprod, "quantized_data")
                 if pdt:
                     desc["lut_dtype"] = pdt
+                    if pdt.startswith(("float", "bfloat")):
+                        desc["per_channel_scale"] = True   # a float LUT scaled per channel
         elif t in ("constexpr_blockwise_shift_scale", "constexpr_affine_dequantize",
                    "constexpr_sparse_blockwise_shift_scale"):
             if role == "lut":
@@ -542,7 +550,7 @@ def _aggregate(weights: list[dict], counts: dict[str, int], uncompressed: int,
     for key in ("nbits", "dtype", "granularity", "block_size", "group_size"):
         vals = {w.get(key) for w in weights}
         enc[key] = vals.pop() if len(vals) == 1 else None
-    for key in ("lut_dtype", "vector_size"):
+    for key in ("lut_dtype", "vector_size", "per_channel_scale"):
         vals = {w.get(key) for w in weights if w.get(key) is not None}
         if len(vals) == 1:
             enc[key] = vals.pop()
@@ -590,10 +598,17 @@ def _summarize_nn(nn) -> dict[str, Any]:
                 nb = int(q.numberOfBits) or None
                 which = q.WhichOneof("QuantizationType")
                 scheme = "palettized" if which == "lookupTableQuantization" else "linear"
+                if which == "linearQuantization":
+                    n = len(q.linearQuantization.scale)
+                    gran = "per_channel" if n > 1 else ("per_tensor" if n == 1 else None)
+                elif which == "lookupTableQuantization" and nb:
+                    n = len(q.lookupTableQuantization.floatValue)
+                    gran = "per_channel" if n > 2 ** nb else "per_tensor"
+                else:
+                    gran = None
                 weights.append({"schemes": [scheme], "nbits": nb,
-                                "dtype": (f"uint{nb}" if scheme == "palettized" else f"uint{nb}")
-                                if nb else None,
-                                "granularity": None, "block_size": None, "group_size": None})
+                                "dtype": f"uint{nb}" if nb else None,   # rawValue is unsigned
+                                "granularity": gran, "block_size": None, "group_size": None})
             else:
                 n16 = len(msg.float16Value) // 2
                 n32 = len(msg.floatValue)
@@ -602,13 +617,14 @@ def _summarize_nn(nn) -> dict[str, Any]:
                     float_dtypes.add("float16" if n16 >= n32 else "float32")
             return
         for fd, val in msg.ListFields():
-            if fd.type == fd.TYPE_MESSAGE:
-                if fd.label == fd.LABEL_REPEATED:
-                    for v in val:
-                        if isinstance(v, Message):
-                            visit(v)
-                elif isinstance(val, Message):
-                    visit(val)
+            if fd.message_type is None:
+                continue
+            if isinstance(val, Message):
+                visit(val)
+            else:  # repeated message field (or a map of messages)
+                for v in (val.values() if hasattr(val, "values") else val):
+                    if isinstance(v, Message):
+                        visit(v)
 
     visit(nn)
     enc = _aggregate(weights, {}, uncompressed, float_dtypes)

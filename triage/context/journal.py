@@ -91,10 +91,11 @@ def validate_record(obj: Any, required: tuple[str, ...] = REQUIRED) -> str | Non
     return None
 
 
-def parse_journal_bytes(data: bytes, path: str) -> tuple[list[dict], list[FileProblem]]:
+def parse_journal_bytes(data: bytes, path: str, first_line: int = 1
+                        ) -> tuple[list[dict], list[FileProblem]]:
     records: list[dict] = []
     problems: list[FileProblem] = []
-    for lineno, line in enumerate(data.splitlines(), 1):
+    for lineno, line in enumerate(data.split(b"\n"), first_line):
         if not line.strip():
             continue
         try:
@@ -127,6 +128,43 @@ def read_journal(path: Path | str) -> tuple[list[dict], list[FileProblem]]:
     except OSError as exc:
         raise UserError(f"{p}: cannot read journal: {exc.strerror or exc}")
     return parse_journal_bytes(data, str(p))
+
+
+def read_journal_incremental(path: Path | str, state: dict | None
+                             ) -> tuple[list[dict], list[FileProblem], dict]:
+    """Like ``read_journal`` but only the part appended since ``state`` (as returned by the
+    previous call: inode, offset, line number and a hash of the head). A journal that was
+    replaced or rewritten (other inode, shorter, different head) is read from the start.
+    Returns (records, problems, new state)."""
+    p = Path(path).expanduser()
+    try:
+        if p.is_dir():
+            raise UserError(f"{p}: is a folder, not a journal file")
+        st = p.stat()
+        with open(p, "rb") as fh:
+            head = fh.read(4096)
+            start, line0 = 0, 0
+            if state and state.get("ino") == [st.st_dev, st.st_ino] \
+                    and st.st_size >= state.get("offset", 0) \
+                    and state.get("head") == hashlib.sha256(
+                        head[:min(state.get("offset", 0), 4096)]).hexdigest():
+                start, line0 = state["offset"], state.get("line", 0)
+            fh.seek(start)
+            data = fh.read()
+    except FileNotFoundError:
+        raise UserError(f"{p}: journal not found")
+    except PermissionError:
+        raise UserError(f"{p}: journal not readable (permission denied)")
+    except OSError as exc:
+        raise UserError(f"{p}: cannot read journal: {exc.strerror or exc}")
+    # only complete lines advance the offset (a last line without newline is read again)
+    end = data.rfind(b"\n") + 1
+    records, problems = parse_journal_bytes(data, str(p), first_line=line0 + 1)
+    offset = start + end
+    new_state = {"ino": [st.st_dev, st.st_ino], "offset": offset,
+                 "line": line0 + data[:end].count(b"\n"),
+                 "head": hashlib.sha256(head[:min(offset, 4096)]).hexdigest()}
+    return records, problems, new_state
 
 
 def read_sidecar(path: Path | str) -> tuple[dict | None, FileProblem | None]:

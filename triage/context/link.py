@@ -24,8 +24,10 @@ import re
 from pathlib import Path
 from typing import Any, Iterable
 
-from triage.context.journal import (JOURNAL_NAME, REPORTS_JOURNAL_NAME, read_journal,
-                                    read_sidecar, record_row)
+import orjson
+
+from triage.context.journal import (JOURNAL_NAME, REPORTS_JOURNAL_NAME,
+                                    read_journal_incremental, read_sidecar, record_row)
 from triage.errors import UserError
 
 SKEW_SECONDS = 5.0
@@ -42,6 +44,8 @@ INDEXES = (
 )
 META_INCIDENT = "context.link.incident_rowid"   # incidents up to this rowid were examined
 META_COMPILE = "context.link.compile_id"        # ... against compiles up to this id
+META_JOURNAL = "context.journal:"                # + abs path: how far a journal was read
+META_KNOWN = "context.journals"                  # JSON list of journal paths read so far
 
 _COLS = ("record_key", "source", "pid", "process", "started_ts", "ended_ts", "exit_code",
          "model", "config", "raw")
@@ -138,12 +142,16 @@ def find_sidecars(report_paths: list[str]) -> list[tuple[str, str]]:
 
 def link_pending(store, journals: list[Path] | None = None, report_paths: list[str] | None = None,
                  *, roots: list[str] | None = None, skew: float = SKEW_SECONDS,
-                 store_journal: bool = True) -> dict[str, Any]:
+                 store_journal: bool = True, incremental: bool = True,
+                 unlinked_sidecars: bool = False) -> dict[str, Any]:
     """Load journals/sidecars and link unlinked crash incidents. Returns
     ``{"records_loaded", "linked", "ambiguous", "unlinked", "problems": [{"path","reason"}],
     "ambiguities": [{"incident_id", "path", "reason"}], "journals": [...]}``.
 
-    A wrong explicit journal path raises ``UserError``; bad lines are problems.
+    A wrong explicit journal path is a problem (``check_journals`` raises ``UserError`` for the
+    CLI to call first); bad lines are problems. Journals are
+    read incrementally (only what was appended since the last call; ``incremental=False`` reads
+    them whole), so a bad line is reported once.
     """
     journals = [Path(j).expanduser() for j in (journals or [])]
     report_paths = list(report_paths or [])
@@ -165,20 +173,37 @@ def link_pending(store, journals: list[Path] | None = None, report_paths: list[s
             add(sj)
     for j in discover_journals(report_paths, roots):
         add(j)
+    # journals read before (e.g. beside reports ingested earlier) are re-read incrementally,
+    # so records appended to them later link on the next ingest or `triage link`
+    known_raw = _meta(store.conn, META_KNOWN)
+    known = orjson.loads(known_raw) if known_raw else []
+    for k in known:
+        if os.path.isfile(k):
+            add(Path(k))
 
     loaded_records: list[tuple[str, list[dict]]] = []
+    states: dict[str, dict] = {}
     for j in all_journals:
+        key = META_JOURNAL + os.path.abspath(j)
+        old = _meta(store.conn, key) if incremental else None
         try:
-            recs, probs = read_journal(j)
-        except UserError:
-            if j in journals:
-                raise
+            recs, probs, state = read_journal_incremental(j, orjson.loads(old) if old else None)
+        except UserError as exc:
+            if j in journals:   # a wrong --journal: one problem line, everything else links
+                problems.append({"path": str(j), "reason": str(exc).split(": ", 1)[-1]})
             continue  # an auto-discovered journal vanished: nothing to say
+        except orjson.JSONDecodeError:
+            recs, probs, state = read_journal_incremental(j, None)
+        states[key] = state
         loaded_records.append((str(j), recs))
         problems.extend({"path": pr.path, "reason": pr.reason} for pr in probs)
 
+    sidecar_reports = list(report_paths)
+    if unlinked_sidecars:   # `triage link`: also look beside every still-unlinked crash report
+        sidecar_reports += [r[0] for r in store.conn.execute(
+            "SELECT path FROM incidents WHERE kind='crash' AND compile_id IS NULL")]
     sidecar_links: list[tuple[str, dict, str]] = []
-    for rpath, spath in find_sidecars(report_paths):
+    for rpath, spath in find_sidecars(sidecar_reports):
         rec, prob = read_sidecar(spath)
         if prob:
             problems.append({"path": prob.path, "reason": prob.reason})
@@ -189,6 +214,12 @@ def link_pending(store, journals: list[Path] | None = None, report_paths: list[s
         before = conn.execute("SELECT COUNT(*) FROM compiles").fetchone()[0]
         for source, recs in loaded_records:
             load_records(store, recs, source)
+        for key, state in states.items():
+            _set_meta(conn, key, orjson.dumps(state).decode())
+        now_known = sorted({os.path.abspath(j) for j in all_journals if os.path.isfile(j)}
+                           | {k for k in known if os.path.isfile(k)})
+        if now_known != known:
+            _set_meta(conn, META_KNOWN, orjson.dumps(now_known).decode())
         for sql in INDEXES:
             conn.execute(sql)
         sidecar_linked = 0
@@ -210,6 +241,16 @@ def link_pending(store, journals: list[Path] | None = None, report_paths: list[s
         "ambiguities": ambiguities[:MAX_LISTED],
         "journals": [str(j) for j in all_journals],
     }
+
+
+def check_journals(journals: Iterable[Path]) -> None:
+    """UserError (one line) for a ``--journal`` path that is missing or not a file."""
+    for j in journals:
+        p = Path(j).expanduser()
+        if not p.exists():
+            raise UserError(f"{p}: journal not found")
+        if p.is_dir():
+            raise UserError(f"{p}: is a folder, not a journal file")
 
 
 def _link_sidecar(conn, report_path: str, compile_id: int, sidecar: str) -> int:
@@ -240,7 +281,7 @@ def relink_all(store, skew: float = SKEW_SECONDS) -> dict[str, Any]:
 
 _SQL_CANDIDATES = """
 SELECT i.incident_id, i.path, i.captured_ts, c.id, c.started_ts, c.ended_ts, c.process, NULL,
-       {tier} AS tier, i.{name_col} AS crash_name, i.process AS crash_process
+       {tier} AS tier, i.{name_col} AS crash_name, i.process AS crash_process, i.rowid
 FROM incidents i JOIN compiles c
   ON c.pid = i.{pid_col}
  AND c.started_ts <= i.captured_ts + :skew
@@ -300,8 +341,6 @@ def names_compatible(recorded: str | None, crashed: str | None, argv: list | Non
 
 
 def _link_by_pid(conn, skew: float) -> tuple[int, list[dict]]:
-    import orjson
-
     inc_mark = int(_meta(conn, META_INCIDENT) or 0)
     comp_mark = int(_meta(conn, META_COMPILE) or 0)
     by_incident: dict[str, list[tuple]] = {}
@@ -314,7 +353,7 @@ def _link_by_pid(conn, skew: float) -> tuple[int, list[dict]]:
     for incident_id, rows in by_incident.items():
         good, rejected = [], []
         for r in rows:
-            (_iid, _path, ts, cid, st, en, cproc, raw, tier, crash_name, _cp) = r
+            (_iid, _path, ts, cid, st, en, cproc, raw, tier, crash_name, _cp, _rowid) = r
             key = (cid, crash_name)
             ok = compat.get(key)
             if ok is None:
@@ -333,7 +372,7 @@ def _link_by_pid(conn, skew: float) -> tuple[int, list[dict]]:
             r = rejected[0]
             note = (f"{TIER_NAMES[r[8]]} matched compile #{r[3]} in time but process differs "
                     f"(recorded {r[6]!r}, crash {r[9]!r})")
-            updates.append((None, note, incident_id))
+            updates.append((None, note, rows[0][11]))
             continue
         best_tier = min(r[8] for r in good)
         tier_rows = {r[3]: r for r in good if r[8] == best_tier}  # distinct compile ids
@@ -344,17 +383,17 @@ def _link_by_pid(conn, skew: float) -> tuple[int, list[dict]]:
         if len(tier_rows) == 1:
             (cid,) = tier_rows
             note = None if best_tier == 0 else f"linked via {TIER_NAMES[best_tier]}"
-            updates.append((cid, note, incident_id))
+            updates.append((cid, note, rows[0][11]))
             linked += 1
         else:
             ids = sorted(tier_rows)
             note = (f"ambiguous: {len(ids)} compiles match by {TIER_NAMES[best_tier]} and time "
                     f"(#{', #'.join(map(str, ids))}); not linked")
-            updates.append((None, note, incident_id))
+            updates.append((None, note, rows[0][11]))
             ambiguities.append({"incident_id": incident_id, "path": path, "reason": note,
                                 "candidates": ids})
-    conn.executemany("UPDATE incidents SET compile_id=?, link_note=? WHERE incident_id=?",
-                     updates)
+    updates.sort(key=lambda u: u[2])   # rowid order: sequential page writes
+    conn.executemany("UPDATE incidents SET compile_id=?, link_note=? WHERE rowid=?", updates)
     top_inc = conn.execute("SELECT MAX(rowid) FROM incidents").fetchone()[0] or 0
     top_comp = conn.execute("SELECT MAX(id) FROM compiles").fetchone()[0] or 0
     _set_meta(conn, META_INCIDENT, str(top_inc))
@@ -370,3 +409,6 @@ def _meta(conn, key: str) -> str | None:
 def _set_meta(conn, key: str, value: str) -> None:
     conn.execute("INSERT INTO meta(key, value) VALUES(?, ?) "
                  "ON CONFLICT(key) DO UPDATE SET value=excluded.value", (key, value))
+
+
+link_incidents = link_pending   # name used in docs/architecture.md

@@ -2,13 +2,15 @@
 
 ``build_report(store, since=..., until=...)`` returns the ``triage report --format json`` object
 (contract in docs/reports.md). It is built from a handful of indexed SQL aggregate queries
-(``GROUP BY cluster_id, os_build, platform, process, hardware_model``) reduced with pandas, plus
-one representative incident per cluster for the frames: its cost grows with the number of
-clusters x builds x processes, not with the number of reports.
+(``GROUP BY cluster_id, os_build, platform, process, hardware_model`` over one covering index)
+whose few thousand result groups are reduced in plain Python (importing pandas alone would cost
+0.4-0.5 s of the 2 s budget), plus one representative incident per cluster for the frames: the
+cost grows with the number of clusters x builds x processes, not with the number of reports.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
@@ -23,8 +25,9 @@ TOP_FRAMES = 10
 # Created lazily too (stores made before these indexes were added to schema.sql).
 REPORT_INDEXES = (
     "CREATE INDEX IF NOT EXISTS incidents_report ON incidents"
-    "(kind, cluster_id, os_build, platform, process, hardware_model, captured_ts)",
-    "CREATE INDEX IF NOT EXISTS incidents_compile ON incidents(compile_id, os_build, cluster_id)",
+    "(kind, cluster_id, os_build, platform, process, hardware_model, captured_ts, incident_id)",
+    "CREATE INDEX IF NOT EXISTS incidents_compile ON incidents"
+    "(kind, cluster_id, compile_id, os_build) WHERE compile_id IS NOT NULL",
 )
 
 
@@ -85,6 +88,57 @@ def _filters(kind, process, platform, cluster_ids) -> tuple[str, list]:
     return " AND ".join(where), params
 
 
+BEYOND = "\uffff beyond"      # per-platform bound above every build of that platform
+BEFORE = "\uffff before"      # per-platform bound below every build of that platform
+
+
+def _map_platforms(bound: Bound | None, raw: list, is_since: bool, report: dict,
+                   key: str) -> Bound | None:
+    """Carry a build bound over to the platforms it does not name.
+
+    Build numbers of different platforms do not compare (macOS ``26A5353q`` vs iOS
+    ``23A5318c``). When the bound's build (given directly, or by an alias without a
+    ``[releases.<platform>]`` entry) was seen on some platform but never on platform Q, the
+    bound for Q becomes, for ``--since``, Q's first build whose first report is not earlier than
+    the bound build's first report (12 h tolerance); for ``--until``, Q's newest build whose first
+    report is not later than the bound build's last report. The mapping used is returned in the
+    report as ``since_builds`` / ``until_builds``.
+    """
+    if bound is None or bound.kind != "build" or "" not in bound.builds:
+        return bound
+    generic = bound.builds[""]
+    spans: dict[tuple, list] = {}
+    for _cid, b, p, _proc, _hw, _n, t0, t1, *_ in raw:
+        if b is None or t0 is None:
+            continue
+        sp = spans.setdefault((p or "", b), [t0, t1 if t1 is not None else t0])
+        sp[0] = min(sp[0], t0)
+        sp[1] = max(sp[1], t1 if t1 is not None else t0)
+    on = {p for (p, b) in spans if b == generic}
+    if not on:
+        return bound                        # bound build never seen: compare numbers as given
+    t_first = min(spans[(p, generic)][0] for p in on)
+    t_last = max(spans[(p, generic)][1] for p in on)
+    platforms = {p for (p, _b) in spans}
+    mapped = dict(bound.builds)
+    added = {}
+    for q in sorted(platforms - on - set(bound.builds)):
+        builds_q = sorted(((b, sp) for (p, b), sp in spans.items() if p == q),
+                          key=lambda bs: build_key(bs[0]))
+        if is_since:
+            cand = [b for b, sp in builds_q if sp[0] >= t_first - 12 * 3600]
+            target = cand[0] if cand else BEYOND
+        else:
+            cand = [b for b, sp in builds_q if sp[0] <= t_last]
+            target = cand[-1] if cand else BEFORE
+        mapped[q] = target
+        added[q or "unknown"] = None if target in (BEYOND, BEFORE) else target
+    if not added:
+        return bound
+    report[key] = dict(sorted({**{p or "": generic for p in on}, **added}.items()))
+    return Bound(bound.text, bound.kind, ts=bound.ts, builds=mapped)
+
+
 def _position(build: str | None, plat: str | None, tpos: int | None,
               bound: Bound | None, is_since: bool) -> int | None:
     """-1 before ``since`` / +1 after ``until`` / 0 inside / None unknown (no build)."""
@@ -97,6 +151,10 @@ def _position(build: str | None, plat: str | None, tpos: int | None,
     target = bound.build_for(plat)
     if target is None or build is None:
         return None
+    if target == BEYOND:                   # no build of this platform reaches the bound
+        return -1 if is_since else 0
+    if target == BEFORE:
+        return 0 if is_since else 1
     k, t = build_key(build), build_key(target)
     if is_since:
         return -1 if k < t else 0
@@ -116,8 +174,6 @@ def build_report(store, since: str | Bound | None = None, until: str | Bound | N
     ``with_context``: add ``encodings``/``flags``/``configurations``/``correlations``/``finding``
     from ``triage.context`` (empty when that stage is unavailable).
     """
-    import pandas as pd
-
     ensure_indexes(store)
     sb = since if isinstance(since, Bound) or since is None else \
         resolve_bound(since, store, platform=platform)
@@ -126,92 +182,92 @@ def build_report(store, since: str | Bound | None = None, until: str | Bound | N
     cluster_ids = [resolve_cluster_id(store, cluster)] if cluster else None
     where, params = _filters(kind, process, platform, cluster_ids)
 
-    # time position computed in SQL (only for time bounds): -1 before, 1 after, 0 inside.
-    tcase = "0"
-    tparams: list = []
-    if (sb and sb.kind == "time") or (ub and ub.kind == "time"):
-        parts = []
-        if sb and sb.kind == "time":
-            parts.append("WHEN captured_ts < ? THEN -1")
-            tparams.append(sb.ts)
-        if ub and ub.kind == "time":
-            parts.append("WHEN captured_ts > ? THEN 1")
-            tparams.append(ub.ts)
-        tcase = "CASE WHEN captured_ts IS NULL THEN 9 " + " ".join(parts) + " ELSE 0 END"
-    sql = (f"SELECT cluster_id, os_build, platform, process, hardware_model, {tcase} AS tpos, "
-           "count(*) AS n, min(captured_ts) AS t0, max(captured_ts) AS t1 "
+    # One scan of the covering index, grouped in index order (no temp b-tree). Time bounds are
+    # conditional sums, so the groups stay (cluster, build, platform, process, hardware): a few
+    # thousand groups for a million reports. Everything below works on these groups.
+    s_ts = sb.ts if sb is not None and sb.kind == "time" else None
+    u_ts = ub.ts if ub is not None and ub.kind == "time" else None
+    sql = ("SELECT cluster_id, os_build, platform, process, hardware_model, count(*), "
+           "min(captured_ts), max(captured_ts), "
+           "sum(captured_ts < ?), sum(captured_ts > ?), sum(captured_ts IS NULL) "
            f"FROM incidents WHERE {where} "
-           "GROUP BY cluster_id, os_build, platform, process, hardware_model, tpos")
-    rows = store.conn.execute(sql, tparams + params).fetchall()
-    g = pd.DataFrame(rows, columns=["cid", "build", "platform", "process", "hw", "tpos",
-                                    "n", "t0", "t1"])
+           "GROUP BY cluster_id, os_build, platform, process, hardware_model")
+    raw = store.conn.execute(sql, [s_ts if s_ts is not None else float("-inf"),
+                                   u_ts if u_ts is not None else float("inf")] + params
+                             ).fetchall()
     report: dict[str, Any] = {"since": bound_json(sb), "until": bound_json(ub),
                               "generated_at": _now_iso(), "clusters": []}
-    if g.empty:
-        return report
-
-    # Positions: per distinct (build, platform, tpos) -- a few dozen, not per report.
-    keys = g[["build", "platform", "tpos"]].drop_duplicates()
-    pos_since, pos_until = {}, {}
-    for b, p, tp in keys.itertuples(index=False):
-        tpi = int(tp)
-        k = (b, p, tp)
-        ps = _position(b, p, tpi if tpi == 9 else min(tpi, 0), sb, True)
-        pu = _position(b, p, tpi if tpi == 9 else max(tpi, 0), ub, False)
-        pos_since[k] = ps
-        pos_until[k] = pu
-    kk = list(zip(g["build"], g["platform"], g["tpos"]))
-    g["before"] = [pos_since[k] == -1 for k in kk]
-    g["after"] = [pos_until[k] == 1 for k in kk]
-    g["inside"] = [pos_since[k] == 0 and pos_until[k] == 0 for k in kk]
-    g = g[~g["after"]]                      # beyond --until: invisible to this report
-    if g.empty:
+    sb = _map_platforms(sb, raw, True, report, "since_builds")
+    ub = _map_platforms(ub, raw, False, report, "until_builds")
+    timed = s_ts is not None or u_ts is not None
+    pos_cache: dict[tuple, tuple] = {}
+    g: list[Group] = []
+    for cid, b, p, proc, hw, n, t0, t1, nb, na, nn in raw:
+        parts = ((0, n),) if not timed else \
+            ((-1, nb or 0), (1, na or 0), (9, nn or 0),
+             (0, n - (nb or 0) - (na or 0) - (nn or 0)))
+        for tp, k in parts:
+            if not k:
+                continue
+            key = (b, p, tp)
+            pos = pos_cache.get(key)
+            if pos is None:
+                ps = _position(b, p, tp if tp == 9 else min(tp, 0), sb, True)
+                pu = _position(b, p, tp if tp == 9 else max(tp, 0), ub, False)
+                pos = pos_cache[key] = (ps == -1, pu == 1, ps == 0 and pu == 0)
+            before, after, inside = pos
+            if after:
+                continue                    # beyond --until: invisible to this report
+            g.append(Group(cid, b, p, proc, hw, k, t0, t1, before, inside))
+    if not g:
         return report
 
     # Status reference: --since, else the newest build in view ("what is new in the latest build").
-    if sb is not None:
-        g["st_before"] = g["before"]
-        g["st_since"] = g["inside"]
-    else:
-        builds_seen = [b for b in g["build"].dropna().unique()]
+    if sb is None:
+        builds_seen = {x.build for x in g if x.build is not None}
         latest = max(builds_seen, key=build_key) if builds_seen else None
+        report["status_reference"] = latest
         if latest is not None:
             lk = build_key(latest)
             bk = {b: build_key(b) for b in builds_seen}
-            g["st_before"] = [b is not None and not pd.isna(b) and bk[b] < lk for b in g["build"]]
-            g["st_since"] = [b is not None and not pd.isna(b) and bk[b] >= lk for b in g["build"]]
+            for x in g:
+                x.st_before = x.build is not None and bk[x.build] < lk
+                x.st_since = x.build is not None and bk[x.build] >= lk
         else:
-            g["st_before"] = False
-            g["st_since"] = True
-        report["status_reference"] = latest
+            for x in g:
+                x.st_before, x.st_since = False, True
 
-    gi = g[g["inside"]]
-    per = g.groupby("cid", sort=False).agg(count_total=("n", "sum"), t0=("t0", "min"),
-                                            t1=("t1", "max"))
-    per["count"] = gi.groupby("cid", sort=False)["n"].sum()
-    per["count"] = per["count"].fillna(0).astype(int)
-    per["st_before"] = g[g["st_before"]].groupby("cid")["n"].sum()
-    per["st_since"] = g[g["st_since"]].groupby("cid")["n"].sum()
-    per = per.fillna({"st_before": 0, "st_since": 0})
+    per: dict[str, dict] = {}
+    for x in g:
+        c = per.get(x.cid)
+        if c is None:
+            c = per[x.cid] = {"count": 0, "count_total": 0, "t0": None, "t1": None,
+                              "st_before": 0, "st_since": 0, "builds": {}, "builds_total": {},
+                              "processes": {}, "hardware_models": {}}
+        c["count_total"] += x.n
+        if x.t0 is not None and (c["t0"] is None or x.t0 < c["t0"]):
+            c["t0"] = x.t0
+        if x.t1 is not None and (c["t1"] is None or x.t1 > c["t1"]):
+            c["t1"] = x.t1
+        if x.st_before:
+            c["st_before"] += x.n
+        if x.st_since:
+            c["st_since"] += x.n
+        if x.build is not None:
+            c["builds_total"][x.build] = c["builds_total"].get(x.build, 0) + x.n
+        if x.inside:
+            c["count"] += x.n
+            for field, v in (("builds", x.build), ("processes", x.process),
+                             ("hardware_models", x.hw)):
+                if v is not None:
+                    c[field][v] = c[field].get(v, 0) + x.n
 
-    def counts(frame, col) -> dict[str, dict[str, int]]:
-        s = frame.groupby(["cid", col], sort=False, dropna=True)["n"].sum()
-        out: dict[str, dict[str, int]] = {}
-        for (cid, v), n in s.items():
-            out.setdefault(cid, {})[v] = int(n)
-        return out
-
-    builds_in = counts(gi, "build")
-    builds_all = counts(g, "build")
-    procs_in = counts(gi, "process")
-    hw_in = counts(gi, "hw")
-
-    cids = list(per.index)
+    cids = list(per)
     regressed = _regressed(store, g, cids)
     meta = _cluster_meta(store, cids)
 
     clusters = []
-    for cid, r in per.iterrows():
+    for cid, r in per.items():
         nb, ns = r["st_before"] > 0, r["st_since"] > 0
         if cid in regressed and ns:
             status = "regressed"
@@ -221,24 +277,24 @@ def build_report(store, since: str | Bound | None = None, until: str | Bound | N
             status = "ongoing"
         else:
             status = "gone"
-        ball = builds_all.get(cid, {})
+        ball = r["builds_total"]
         order = sorted(ball, key=build_key)
-        bin_ = builds_in.get(cid, {})
+        bin_ = r["builds"]
         m = meta.get(cid, {})
         clusters.append({
             "id": cid,
             "signature": m.get("signature"),
             "status": status,
-            "count": int(r["count"]),
-            "count_total": int(r["count_total"]),
-            "first_seen": iso_ts(None if pd.isna(r["t0"]) else r["t0"]),
-            "last_seen": iso_ts(None if pd.isna(r["t1"]) else r["t1"]),
+            "count": r["count"],
+            "count_total": r["count_total"],
+            "first_seen": iso_ts(r["t0"]),
+            "last_seen": iso_ts(r["t1"]),
             "first_build": order[0] if order else None,
             "last_build": order[-1] if order else None,
             "builds": {b: bin_[b] for b in sorted(bin_, key=build_key)},
             "builds_total": {b: ball[b] for b in order},
-            "processes": _by_count(procs_in.get(cid, {})),
-            "hardware_models": _by_count(hw_in.get(cid, {})),
+            "processes": _by_count(r["processes"]),
+            "hardware_models": _by_count(r["hardware_models"]),
             "frames": m.get("frames", [])[:top_frames],
             "representative": m.get("representative"),
             "regression": regressed.get(cid),
@@ -247,7 +303,7 @@ def build_report(store, since: str | Bound | None = None, until: str | Bound | N
                                  c["id"]))
 
     if with_incidents:
-        ids = _incident_ids(store, where, params, g, sb, ub, tparams, tcase,
+        ids = _incident_ids(store, where, params, g, sb, ub,
                             None if with_incidents is True else int(with_incidents))
         for c in clusters:
             c["incidents"] = ids.get(c["id"], [])
@@ -261,6 +317,29 @@ def build_report(store, since: str | Bound | None = None, until: str | Bound | N
         c["finding"] = x.get("finding")
     report["clusters"] = clusters
     return report
+
+
+@dataclass(slots=True)
+class Group:
+    """One aggregate row: crashes of one cluster on one build/platform/process/hardware model
+    (and one side of a time bound)."""
+
+    cid: str
+    build: str | None
+    platform: str | None
+    process: str | None
+    hw: str | None
+    n: int
+    t0: float | None
+    t1: float | None
+    before: bool              # before --since
+    inside: bool              # within --since/--until
+    st_before: bool = False   # before the status reference (--since, else the newest build)
+    st_since: bool = False    # at/after the status reference
+
+    def __post_init__(self):
+        self.st_before = self.before
+        self.st_since = self.inside
 
 
 def _by_count(d: dict[str, int]) -> dict[str, int]:
@@ -315,18 +394,21 @@ def normalized_frames(frames: list) -> list[str]:
     return out
 
 
-def _incident_ids(store, where, params, g, sb, ub, tparams, tcase, cap) -> dict[str, list[str]]:
+def _incident_ids(store, where, params, g, sb, ub, cap) -> dict[str, list[str]]:
     """Incident ids in range per cluster (``group_concat`` in SQL: one string per cluster)."""
     extra = ""
     xparams: list = []
     if sb is not None or ub is not None:
         conds = []
-        if tcase != "0":
-            conds.append(f"({tcase}) = 0")
-            xparams.extend(tparams)
+        if sb is not None and sb.kind == "time":
+            conds.append("captured_ts >= ?")
+            xparams.append(sb.ts)
+        if ub is not None and ub.kind == "time":
+            conds.append("captured_ts <= ?")
+            xparams.append(ub.ts)
         if (sb and sb.kind == "build") or (ub and ub.kind == "build"):
-            inside = g[g["inside"]][["build", "platform"]].drop_duplicates()
-            pairs = [(b, p) for b, p in inside.itertuples(index=False) if b is not None]
+            pairs = sorted({(x.build, x.platform) for x in g if x.inside and x.build is not None},
+                           key=lambda bp: (bp[0], bp[1] or ""))
             if not pairs:
                 return {}
             sub = []
@@ -340,19 +422,11 @@ def _incident_ids(store, where, params, g, sb, ub, tparams, tcase, cap) -> dict[
             conds.append("(" + " OR ".join(sub) + ")")
         extra = " AND " + " AND ".join(conds)
     out: dict[str, list[str]] = {}
-    if cap is None:
-        sql = (f"SELECT cluster_id, group_concat(incident_id, ' ') FROM incidents "
-               f"WHERE {where}{extra} GROUP BY cluster_id")
-        for cid, s in store.conn.execute(sql, params + xparams):
-            out[cid] = sorted(s.split(" ")) if s else []
-    else:
-        sql = (f"SELECT cluster_id, incident_id FROM (SELECT cluster_id, incident_id, "
-               f"row_number() OVER (PARTITION BY cluster_id ORDER BY captured_ts DESC) AS rn "
-               f"FROM incidents WHERE {where}{extra}) WHERE rn <= ?")
-        for cid, iid in store.conn.execute(sql, params + xparams + [cap]):
-            out.setdefault(cid, []).append(iid)
-        for v in out.values():
-            v.sort()
+    sql = (f"SELECT cluster_id, group_concat(incident_id, ' ') FROM incidents "
+           f"WHERE {where}{extra} GROUP BY cluster_id")
+    for cid, s in store.conn.execute(sql, params + xparams):
+        ids = sorted(s.split(" ")) if s else []
+        out[cid] = ids if cap is None else ids[:cap]
     return out
 
 
@@ -367,12 +441,12 @@ def _canon(config: str | None) -> str | None:
         return config
 
 
-def compile_builds(store) -> list[tuple[str, str | None, str | None]]:
+def compile_builds(store, epochs_from=None) -> list[tuple[str, str | None, str | None]]:
     """``(config, build, cluster_id)`` for every recorded compile.
 
     A compile's OS build is that of the incident linked to it; else ``os_build`` in its record;
-    else the newest build (in build order) whose first report is not later than the compile's
-    start (the build the machine was running then). Cost grows with compiles, not reports.
+    else the build whose reports' time span contains the compile's start (the newest such), or
+    the build whose span is nearest in time. Cost grows with compiles, not reports.
     """
     rows = store.conn.execute(
         "SELECT c.id, c.config, c.started_ts, c.raw, i.os_build, i.cluster_id FROM compiles c "
@@ -380,10 +454,32 @@ def compile_builds(store) -> list[tuple[str, str | None, str | None]]:
         "WHERE compile_id IS NOT NULL) i ON i.compile_id = c.id").fetchall()
     if not rows:
         return []
-    firsts = store.conn.execute(
-        "SELECT os_build, min(captured_ts) FROM incidents WHERE os_build IS NOT NULL "
-        "GROUP BY os_build").fetchall()
-    epochs = sorted(((b, t) for b, t in firsts if t is not None), key=lambda bt: build_key(bt[0]))
+    spans: dict[str, list[float]] = {}
+    if epochs_from is not None:             # the report's aggregate: no extra scan
+        for x in epochs_from:
+            if x.build is None or x.t0 is None:
+                continue
+            sp = spans.setdefault(x.build, [x.t0, x.t1 if x.t1 is not None else x.t0])
+            sp[0] = min(sp[0], x.t0)
+            sp[1] = max(sp[1], x.t1 if x.t1 is not None else x.t0)
+    else:
+        for b, t0, t1 in store.conn.execute(
+                "SELECT os_build, min(captured_ts), max(captured_ts) FROM incidents "
+                "WHERE os_build IS NOT NULL GROUP BY os_build"):
+            if t0 is not None:
+                spans[b] = [t0, t1]
+    ordered = sorted(spans.items(), key=lambda kv: build_key(kv[0]))
+
+    def build_at(t: float) -> str | None:
+        """The build whose report time span contains ``t`` (newest if several), else the one
+        whose span is nearest in time."""
+        best, best_d = None, None
+        for b, (t0, t1) in ordered:
+            d = 0.0 if t0 <= t <= t1 else min(abs(t - t0), abs(t - t1))
+            if best_d is None or d <= best_d:
+                best, best_d = b, d
+        return best
+
     out = []
     for cid_, config, started, raw, ibuild, icluster in rows:
         build = ibuild
@@ -394,9 +490,7 @@ def compile_builds(store) -> list[tuple[str, str | None, str | None]]:
             except orjson.JSONDecodeError:
                 build = None
         if build is None and started is not None:
-            for b, t in epochs:
-                if t <= started:
-                    build = b
+            build = build_at(started)
         out.append((_canon(config), build, icluster))
     return out
 
@@ -404,7 +498,7 @@ def compile_builds(store) -> list[tuple[str, str | None, str | None]]:
 def _regressed(store, g, cids: list[str]) -> dict[str, dict]:
     """Clusters seen, then absent for >= 1 later build with compiles of one of the cluster's
     configurations recorded, then seen again (the return in the status window)."""
-    comp = compile_builds(store)
+    comp = compile_builds(store, g)
     if not comp:
         return {}
     cluster_configs: dict[str, set] = {}
@@ -417,9 +511,14 @@ def _regressed(store, g, cids: list[str]) -> dict[str, dict]:
         if build is not None:
             config_builds.setdefault(config, set()).add(build)
     out = {}
-    seen = g.groupby("cid")["build"].agg(lambda s: set(x for x in s if x is not None))
-    back_in_window = g[g["st_since"]].groupby("cid")["build"].agg(
-        lambda s: set(x for x in s if x is not None))
+    seen: dict[str, set] = {}
+    back_in_window: dict[str, set] = {}
+    for x in g:
+        if x.build is None:
+            continue
+        seen.setdefault(x.cid, set()).add(x.build)
+        if x.st_since:
+            back_in_window.setdefault(x.cid, set()).add(x.build)
     for cid in cids:
         configs = cluster_configs.get(cid)
         builds = seen.get(cid)

@@ -68,7 +68,7 @@ def _compiles(store, cid: str, limit: int = 20) -> list[dict]:
     """The compile records linked to the cluster's crashes, newest first."""
     rows = store.conn.execute(
         "SELECT c.raw, c.config, c.process FROM compiles c WHERE c.id IN "
-        "(SELECT DISTINCT compile_id FROM incidents WHERE cluster_id=? AND compile_id IS NOT NULL) "
+        "(SELECT DISTINCT compile_id FROM incidents WHERE +cluster_id=? AND compile_id IS NOT NULL) "
         "ORDER BY c.started_ts DESC LIMIT ?", (cid, limit)).fetchall()
     out = []
     for raw, config, process in rows:
@@ -100,8 +100,11 @@ def _files(store, ids: list[str], limit: int = MAX_FILES_LISTED) -> tuple[list[s
 
 
 def _strip_exception_class(sig: str) -> str:
-    """``EXC_BAD_ACCESS/SIGSEGV objc_release | X`` -> ``objc_release | X``."""
-    return re.sub(r"^(?:EXC_[A-Z_]+(?:/SIG[A-Z]+)?|SIG[A-Z]+)\s*[:\-]?\s*", "", sig or "").strip()
+    """The frames part of a signature: ``objc_release | X [EXC_BAD_ACCESS/SIGSEGV] message``
+    (or ``EXC_BAD_ACCESS/SIGSEGV objc_release | X``) -> ``objc_release | X``."""
+    s = re.sub(r"\s*\[(?:EXC_|SIG)[^\]]*\].*$", "", sig or "", flags=re.S)
+    s = re.sub(r"^(?:EXC_[A-Z_]+(?:/SIG[A-Z]+)?|SIG[A-Z]+)\s*[:\-]?\s*", "", s)
+    return s.strip()
 
 
 def draft_title(c: dict, exc: dict) -> str:
@@ -117,6 +120,26 @@ def draft_title(c: dict, exc: dict) -> str:
 
 def _fmt_counts(d: dict[str, int]) -> str:
     return ", ".join(f"{k} ({v})" for k, v in d.items()) or "unknown"
+
+
+def _configs_table(configs: list[dict], limit: int = 8):
+    """("table", headers, rows): the configurations that crashed here first, then the ones
+    that compiled (the control group); configurations that only crashed elsewhere are left out."""
+    def text(conf):
+        if isinstance(conf, dict):
+            return ", ".join(f"{k}={v}" for k, v in conf.items() if v is not None)
+        return str(conf)
+
+    rel = [cf for cf in configs if isinstance(cf, dict)
+           and (cf.get("crashed") or cf.get("succeeded"))]
+    rel.sort(key=lambda cf: (-(cf.get("crashed") or 0), -(cf.get("succeeded") or 0)))
+    if not rel:
+        return None
+    rows = [[text(cf.get("config")), str(cf.get("crashed", 0)), str(cf.get("crashed_other", 0)),
+             str(cf.get("succeeded", 0))] for cf in rel[:limit]]
+    if len(rel) > limit:
+        rows.append([f"... {len(rel) - limit} more (`triage show ID`)", "", "", ""])
+    return ("table", ["configuration", "crashed here", "crashed elsewhere", "compiled"], rows)
 
 
 def _configs_text(configs: list[dict], limit: int = 6) -> list[str]:
@@ -231,10 +254,12 @@ def body_sections(store, c: dict, exc: dict, compiles: list[dict]) -> list[tuple
         counts.append(f"Regressed: absent in {r['absent_in']} (compiles of the same "
                       f"configuration recorded), back in {r['back_in']}")
     sections.append(("Counts", counts))
-    corr = []
+    corr: list = []
     if c.get("finding"):
         corr.append(str(c["finding"]))
-    corr += _configs_text(c.get("configurations") or [])
+    table = _configs_table(c.get("configurations") or [])
+    if table:
+        corr.append(table)
     if c.get("encodings"):
         corr.append("Encodings of the crashes: " + encodings_text(c["encodings"]))
     if c.get("flags"):
@@ -265,6 +290,12 @@ def to_markdown(sections: list[tuple[str, Any]]) -> str:
         for it in items:
             if isinstance(it, tuple) and it[0] == "code":
                 out += ["```", it[1], "```"]
+            elif isinstance(it, tuple) and it[0] == "table":
+                esc = lambda x: str(x).replace("|", "\\|")  # noqa: E731
+                out += ["", "| " + " | ".join(it[1]) + " |",
+                        "|" + "---|" * len(it[1])]
+                out += ["| " + " | ".join(esc(x) for x in row) + " |" for row in it[2]]
+                out.append("")
             elif isinstance(it, list):
                 out += [f"- {x}" for x in it]
             elif isinstance(content, list):
@@ -284,6 +315,10 @@ def to_jira(sections: list[tuple[str, Any]]) -> str:
         for it in items:
             if isinstance(it, tuple) and it[0] == "code":
                 out += ["{noformat}", it[1], "{noformat}"]
+            elif isinstance(it, tuple) and it[0] == "table":
+                esc = lambda x: str(x).replace("|", "\\|") or " "  # noqa: E731
+                out.append("||" + "||".join(it[1]) + "||")
+                out += ["|" + "|".join(esc(x) for x in row) + "|" for row in it[2]]
             elif isinstance(it, list):
                 out += [f"* {_jira_inline(x)}" for x in it]
             elif isinstance(content, list):

@@ -40,11 +40,28 @@ def user_names_in(text: str) -> set[str]:
     return {n for n in names if n.lower() not in NEVER_NAMES and len(n) >= 2}
 
 
+JSON_HOST_RE = re.compile(r'"(?:host|hostname|host_name|computer_name|machine)"\s*:\s*"([^"]+)"')
+JSON_USER_RE = re.compile(r'"(?:user|username|user_name|login|owner)"\s*:\s*"([^"]+)"')
+
+
+def name_variants(name: str) -> set[str]:
+    """``alice.kim`` -> {alice.kim, alicekim, alice, kim}: how a user name shows up elsewhere
+    (bundle ids like ``com.alicekim.App``, a full name ``Alice Kim``)."""
+    out = {name}
+    parts = [p for p in re.split(r"[._\-\s]+", name) if p]
+    if len(parts) > 1:
+        out.add("".join(parts))
+        out |= {p for p in parts if len(p) >= 3}
+    return {v for v in out if v.lower() not in NEVER_NAMES}
+
+
 @dataclass
 class Redactor:
-    """Redacts one export. ``names``/``secrets`` are literal strings also removed anywhere."""
+    """Redacts one export. ``names``/``hosts``/``secrets`` are literal strings (learned from
+    the store) also removed wherever they appear."""
 
     names: set[str] = field(default_factory=set)
+    hosts: set[str] = field(default_factory=set)
     secrets: set[str] = field(default_factory=set)
     enabled: bool = True
 
@@ -52,6 +69,9 @@ class Redactor:
         for t in texts:
             if t:
                 self.names |= user_names_in(t)
+                self.names |= {m.group(1) for m in JSON_USER_RE.finditer(t)
+                               if m.group(1).lower() not in NEVER_NAMES}
+                self.hosts |= {m.group(1) for m in JSON_HOST_RE.finditer(t)}
         return self
 
     def __call__(self, text: str) -> str:
@@ -71,7 +91,13 @@ class Redactor:
         for s in sorted(self.secrets, key=len, reverse=True):
             if s and len(s) >= 6:
                 out = out.replace(s, REDACTED)
-        for n in sorted(names, key=len, reverse=True):
+        for h in sorted(self.hosts, key=len, reverse=True):
+            if len(h) >= 3:
+                out = re.sub(re.escape(h), HOST, out, flags=re.IGNORECASE)
+        variants: set[str] = set()
+        for n in names:
+            variants |= name_variants(n)
+        for n in sorted(variants, key=len, reverse=True):
             if len(n) < 3 or n.lower() in NEVER_NAMES:
                 continue
             # whole-word (names like "Jane-MacBook-Pro" or "jane.doe@")

@@ -14,6 +14,13 @@ CSV_COLUMNS = ["id", "status", "signature", "count", "count_total", "first_seen"
                "encodings", "flags", "finding", "incidents"]
 
 
+TABLE_SIGNATURE_MAX = 100     # characters of signature in the table (full text: other formats)
+
+
+def _clip(text: str, n: int) -> str:
+    return text if len(text) <= n else text[:n - 1] + "…"
+
+
 def _range_text(report: dict) -> str:
     def one(v):
         if v is None:
@@ -53,6 +60,8 @@ def _builds_span(c: dict) -> str:
 
 def render_table(report: dict, width: int | None = None) -> str:
     """A rich table that fits ``width`` (default: 100 columns, or the terminal's when a tty)."""
+    from rich.markup import escape
+
     from triage.cli_app import render_table as table
 
     rows = []
@@ -63,7 +72,7 @@ def render_table(report: dict, width: int | None = None) -> str:
             "count": f"{c['count']}/{c['count_total']}",
             "builds": _builds_span(c),
             "processes": _short_counts(c.get("processes") or {}, 2),
-            "signature": c.get("signature") or "",
+            "signature": escape(_clip(c.get("signature") or "", TABLE_SIGNATURE_MAX)),
         })
     n = len(report["clusters"])
     title = f"{n} cluster{'s' if n != 1 else ''}, {_range_text(report)}"

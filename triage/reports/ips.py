@@ -130,38 +130,47 @@ def report_from_header(header: dict | None, path: str, sha256: str, fmt: str,
 # body
 
 
+def _s(v):
+    return v if type(v) is str else as_str(v)
+
+
+def _i(v):
+    return v if type(v) is int else as_int(v)
+
+
 def _images(raw, notes: list[str]) -> tuple[list[Image], list[tuple]]:
     """Images and a parallel lookup list of (name, uuid, base, path) for frames."""
     images: list[Image] = []
     lookup: list[tuple] = []
-    if not isinstance(raw, list):
+    if type(raw) is not list:
         if raw is not None:
             notes.append("usedImages is not a list: images ignored")
         return images, lookup
     for i, im in enumerate(raw):
-        if not isinstance(im, dict):
+        if type(im) is not dict:
             images.append(Image(index=i))
             lookup.append((None, None, None, None))
             continue
-        uuid = canon_uuid(im.get("uuid"))
-        path = as_str(im.get("path"))
-        name = as_str(im.get("name"))
+        g = im.get
+        uuid = canon_uuid(g("uuid"))
+        path = _s(g("path"))
+        name = _s(g("name"))
         if not name and path:
             name = path.rstrip("/").rsplit("/", 1)[-1] or None
         if uuid == ZERO_UUID:
             uuid = None
-        base = as_int(im.get("base"))
+        base = _i(g("base"))
         images.append(Image(
             index=i,
             name=name,
             uuid=uuid,
             base=base,
-            size=as_int(im.get("size")),
+            size=_i(g("size")),
             path=path,
-            arch=as_str(im.get("arch")),
-            source=as_str(im.get("source")),
-            bundle_id=as_str(im.get("CFBundleIdentifier")),
-            version=as_str(im.get("CFBundleShortVersionString")),
+            arch=_s(g("arch")),
+            source=_s(g("source")),
+            bundle_id=_s(g("CFBundleIdentifier")),
+            version=_s(g("CFBundleShortVersionString")),
         ))
         lookup.append((name, uuid, base, path))
     return images, lookup
@@ -280,8 +289,9 @@ def _fill_crash(rep: Report, b: dict, notes: list[str]) -> None:
         rep.termination_indicator = as_str(ind) if ind is not None else None
         rep.termination_by_process = as_str(term.get("byProc"))
         rep.termination_by_pid = as_int(term.get("byPid"))
-        if rep.exception_message is None and term.get("reasons"):
-            pass
+        reasons = term.get("reasons")
+        if isinstance(reasons, list) and reasons:
+            rep.extra["termination_reasons"] = [str(x) for x in reasons]
     rep.asi = _asi(b.get("asi"))
 
     raw_threads = b.get("threads")
@@ -325,11 +335,22 @@ def _fill_crash(rep: Report, b: dict, notes: list[str]) -> None:
             crashing = triggered[0]
     if crashing is not None and 0 <= crashing < len(threads):
         threads[crashing].triggered = True
+    elif threads and rep.kind == KIND_CRASH:
+        notes.append("no crashing thread: neither faultingThread nor a triggered thread")
     rep.crashing_thread = crashing
 
     leb = b.get("lastExceptionBacktrace")
     if isinstance(leb, list):
         rep.last_exception_backtrace = _frames(leb, lookup, notes, "lastExceptionBacktrace")
+    else:
+        asib = b.get("asiBacktraces")
+        if isinstance(asib, list) and asib and isinstance(asib[0], str):
+            from triage.reports.text import parse_frame_line
+
+            frames = [f for f in map(parse_frame_line, asib[0].splitlines()) if f is not None]
+            if frames:
+                rep.last_exception_backtrace = frames
+                notes.append("asiBacktraces[0] (text) stored as last_exception_backtrace")
 
 
 def _jetsam_extra(rep: Report, b: dict) -> None:

@@ -191,7 +191,9 @@ def parse_image_line(line: str, index: int) -> Image | None:
     base_name = path.rsplit("/", 1)[-1] if path else None
     if name and "." in name and base_name and name != base_name \
             and not name.endswith((".dylib", ".so")) and " " not in name:
+        # macOS form names the bundle; keep the binary's name like JSON usedImages do
         bundle_id = name
+        name = base_name
     size = end - start + 1 if end >= start else None
     return Image(index=index, name=name, uuid=uuid, base=start, size=size, path=path, arch=arch,
                  bundle_id=bundle_id, version=version)
@@ -531,8 +533,8 @@ def _resolve_images(rep: Report) -> None:
             if fr.offset is None and fr.address is not None and im.base is not None \
                     and fr.address >= im.base:
                 fr.offset = fr.address - im.base
-            if fr.module is None and im.name:
-                fr.module = im.name
+            if im.name and (fr.module is None or (im.bundle_id and fr.module == im.bundle_id)):
+                fr.module = im.name          # "com.apple.SwiftUI" -> "SwiftUI", as in JSON
 
     for th in rep.threads:
         fix(th.frames)

@@ -158,3 +158,10 @@ CREATE TABLE IF NOT EXISTS symbol_map (
     symbol     TEXT NOT NULL,
     PRIMARY KEY (image_uuid, start)
 );
+
+-- Report indexes (triage.report, issue 6): `triage report` groups crashes by cluster, build,
+-- platform, process and hardware in index order from one covering index (no table lookups, no
+-- sort), and reads linked compiles from a small partial index. triage.report.build creates them
+-- too on stores made before they were added here.
+CREATE INDEX IF NOT EXISTS incidents_report ON incidents(kind, cluster_id, os_build, platform, process, hardware_model, captured_ts, incident_id);
+CREATE INDEX IF NOT EXISTS incidents_compile ON incidents(kind, cluster_id, compile_id, os_build) WHERE compile_id IS NOT NULL;
