@@ -74,6 +74,8 @@ def main() -> None:
         ("table --since 26A5390c", ["--since", "26A5390c"]),
         ("table --since 2026-08-01 --until 2026-08-31", ["--since", "2026-08-01",
                                                           "--until", "2026-08-31"]),
+        ("table --cluster C-5feceb --since 26A5390c", ["--cluster", "C-5feceb",
+                                                       "--since", "26A5390c"]),
         ("markdown --since 26A5390c", ["--since", "26A5390c", "--format", "markdown"]),
         ("html --since 26A5390c", ["--since", "26A5390c", "--format", "html"]),
         ("json --since 26A5390c (all incident ids)", ["--since", "26A5390c", "--format", "json"]),

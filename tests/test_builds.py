@@ -159,3 +159,28 @@ def test_releases_records_in_build_order(tmp_path):
     r = out[2]
     assert r["count"] == 2 and r["aliases"] == ["beta5"] and r["platforms"] == {"macOS": 2}
     assert r["seed"] is True and r["number"] == 5353
+
+
+from hypothesis import given, strategies as st  # noqa: E402
+
+builds = st.builds(lambda major, train, number, suffix: f"{major}{train}{number}{suffix}",
+                   st.integers(1, 40), st.sampled_from("ABCDEFGH"), st.integers(1, 9999),
+                   st.sampled_from(["", "a", "b", "q", "z"]))
+
+
+@given(st.lists(builds, min_size=1, max_size=30))
+def test_sort_is_total_and_by_parts(items):
+    out = sort_builds(items)
+    assert sorted(out, key=build_key) == out and sorted(items) == sorted(out)
+    for a, b in zip(out, out[1:]):
+        pa, pb = parse_build(a), parse_build(b)
+        # major and train never go backwards, whatever the strings look like
+        assert (pa.major, pa.train) <= (pb.major, pb.train)
+        if (pa.major, pa.train) == (pb.major, pb.train) and pa.seed == pb.seed:
+            assert (pa.number, pa.suffix) <= (pb.number, pb.suffix)
+
+
+@given(builds)
+def test_parse_roundtrip(text):
+    b = parse_build(text)
+    assert b is not None and f"{b.major}{b.train}{b.number}{b.suffix}" == text

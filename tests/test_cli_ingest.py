@@ -157,3 +157,11 @@ def test_console_script_runs(reports, tmp_path):
                           "--format", "json"], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
     assert orjson.loads(res.stdout)["ingested"] == 2
+
+
+def test_missing_journal_or_dsym_is_a_usage_error(reports, db, capsys, tmp_path):
+    code, out, err = run(capsys, "ingest", str(reports), "--journal", str(tmp_path / "no.jsonl"))
+    assert code == 2 and "no.jsonl: no such file or folder" in err and out == ""
+    assert not db.exists() or orjson.loads(run(capsys, "incidents", "--format", "json")[1]) == []
+    code, _, err = run(capsys, "ingest", str(reports), "--dsym", str(tmp_path / "x.dSYM"))
+    assert code == 2 and "x.dSYM" in err

@@ -70,6 +70,7 @@ def test_chromium_renders_chart_and_every_cluster(html_file, tmp_path):
     assert {a["data-cluster"] for a in bars} == set(ids)
     assert {a["data-build"] for a in bars} == {"26A5288h", "26A5316k", "26A5353q", "26A5368g",
                                                "26A5378a"}
+    assert [a for t, a in parser.tags if t == "line" and a.get("id") == "since-marker"]
     sections = {a.get("data-cluster") for t, a in parser.tags
                 if t == "section" and "cluster" in (a.get("class") or "")}
     assert sections == set(ids)

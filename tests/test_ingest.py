@@ -279,13 +279,19 @@ _SCRIPT = textwrap.dedent("""
     import triage.ingest as ing
     from triage.store.db import Store
     ing.BATCH_SIZE = int(sys.argv[3])
+    if len(sys.argv) > 4:  # slow each report down so a kill lands mid-run
+        import time
+        _row = ing.incident_row
+        ing.incident_row = lambda *a: (time.sleep(float(sys.argv[4])), _row(*a))[1]
     s = ing.run_ingest(Store.open(sys.argv[1]), [sys.argv[2]])
     print(json.dumps({k: s[k] for k in ("ingested", "already_known", "errors")}))
 """)
 
 
-def _spawn(db, folder, batch):
-    return subprocess.Popen([sys.executable, "-c", _SCRIPT, str(db), str(folder), str(batch)],
+def _spawn(db, folder, batch, delay=None):
+    extra = [] if delay is None else [str(delay)]
+    return subprocess.Popen([sys.executable, "-c", _SCRIPT, str(db), str(folder), str(batch),
+                             *extra],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -294,7 +300,7 @@ def test_killed_subprocess_then_rerun_stores_each_once(tmp_path):
     make_reports(tmp_path / "DR", n)
     db = tmp_path / "k.db"
     Store.open(db).close()
-    proc = _spawn(db, tmp_path / "DR", 20)
+    proc = _spawn(db, tmp_path / "DR", 20, delay=0.01)
     probe = Store.open(db)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:
@@ -392,3 +398,93 @@ def test_dead_worker_is_reported_and_the_rest_stored(tmp_path, store, monkeypatc
     # the next run retries the reported file (inline this time) and stores it
     s2 = ing.run_ingest(store, [tmp_path / "DR"], workers=1)
     assert count(store) == 12 and s2["errors"] == []
+
+
+def _provenance():
+    import csv
+
+    with open(CORPUS / "PROVENANCE.tsv", newline="", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh, delimiter="\t"))
+
+
+@pytest.mark.skipif(not CORPUS.is_dir(), reason="shared corpus not present")
+def test_real_corpus_top_frames_match_provenance(tmp_path, store):
+    rows = [r for r in _provenance() if r["top_crashing_frame"]]
+    ing.run_ingest(store, [str(CORPUS / r["file"]) for r in rows])
+    by_path = {r["path"]: r for r in incident_records(store)}
+    checked = 0
+    for row in rows:
+        top = row["top_crashing_frame"]
+        rec = by_path.get(str(CORPUS / row["file"]))
+        if rec is None or not rec["frames"] or top.startswith(("(", "<", "0x")):
+            continue
+        symbol = top.split(" [", 1)[0].split(" + ", 1)[0].split("+ ", 1)[0].strip()
+        f0 = rec["frames"][0]
+        text = " ".join(str(f0.get(k) or "") for k in ("symbol", "raw_symbol", "function"))
+        assert symbol.split("(")[0] in text, (row["file"], symbol, f0)
+        checked += 1
+    assert checked >= 5
+
+
+def test_incident_records_filters_and_merged_cluster_ids(tmp_path, store):
+    make_reports(tmp_path / "DR", 4)
+    (tmp_path / "hang.ips").write_bytes(ips_bytes(9, bug_type="288"))
+    ing.run_ingest(store, [tmp_path / "DR", tmp_path / "hang.ips"])
+    ids = [r["incident_id"] for r in incident_records(store, kind="crash")]
+    assert len(ids) == 4
+    assert [r["kind"] for r in incident_records(store, kind="hang")] == ["hang"]
+    with store.transaction() as conn:
+        conn.execute("UPDATE incidents SET cluster_id='C-new' WHERE incident_id IN (?, ?)",
+                     ids[:2])
+        conn.execute("INSERT OR REPLACE INTO clusters (cluster_id, signature, created_at, "
+                     "merged_into) VALUES ('C-old', 's', 'now', 'C-new')")
+    assert {r["incident_id"] for r in incident_records(store, cluster="C-new")} == set(ids[:2])
+    assert {r["incident_id"] for r in incident_records(store, cluster="C-old")} == set(ids[:2])
+    assert len(incident_records(store, limit=2)) == 2
+    (one,) = incident_records(store, incident_ids=[ids[3]], detail=True)
+    assert len(one["threads"]) == 3 and one["images"][0]["name"] == "libobjc.A.dylib"
+    assert "threads" not in incident_records(store, limit=1)[0]
+
+
+def test_cluster_filter_finds_rows_still_on_a_retired_id(tmp_path, store):
+    make_reports(tmp_path / "DR", 3)
+    ing.run_ingest(store, [tmp_path / "DR"])
+    ids = [r["incident_id"] for r in incident_records(store)]
+    with store.transaction() as conn:
+        conn.execute("UPDATE incidents SET cluster_id='C-retired' WHERE incident_id=?", (ids[0],))
+        conn.execute("UPDATE incidents SET cluster_id='C-live' WHERE incident_id=?", (ids[1],))
+        conn.execute("INSERT OR REPLACE INTO clusters (cluster_id, signature, created_at, "
+                     "merged_into) VALUES ('C-retired', 's', 'now', 'C-live')")
+    assert {r["incident_id"] for r in incident_records(store, cluster="C-live")} == \
+        set(ids[:2])
+
+
+def test_huge_termination_code_is_kept_exact(tmp_path, store):
+    data = ips_bytes(1)
+    head, body = data.split(b"\n", 1)
+    doc = orjson.loads(body)
+    doc["termination"] = {"namespace": "SIGNAL", "code": 18446744073709551615,
+                          "indicator": "Segmentation fault: 11"}
+    (tmp_path / "t.ips").write_bytes(head + b"\n" + orjson.dumps(doc))
+    s = ing.run_ingest(store, [tmp_path / "t.ips"])
+    assert s["ingested"] == 1, s
+    (rec,) = incident_records(store)
+    if rec["termination_code"] is not None:  # parser keeps it: must be exact
+        assert rec["termination_code"] in (18446744073709551615, "0xffffffffffffffff")
+
+
+def test_blobs_zstd_and_legacy_zlib_both_read():
+    import zlib
+
+    from triage.store import db
+
+    obj = {"threads": [{"frames": [{"symbol": "objc_release", "offset": 2**64 - 1}]}]}
+    packed = db.pack(obj)
+    assert db.unpack(packed) == obj
+    legacy = zlib.compress(orjson.dumps(obj), 3)      # rows written before zstd
+    assert db.unpack(legacy) == obj
+    try:
+        import zstandard  # noqa: F401
+    except ImportError:
+        pytest.skip("zstandard not installed: zlib only")
+    assert packed[:4] == b"\x28\xb5\x2f\xfd"

@@ -353,3 +353,32 @@ def test_table_keeps_bracketed_text(store):
         conn.execute("UPDATE clusters SET signature='[closure] in pack [bold]'")
     text = render_table(build_report(store), width=100)
     assert "[closure] in pack [bold]" in text
+
+
+def test_regressed_also_with_a_cluster_filter(store, four):
+    """--cluster must not hide the other reports that place compiles in builds."""
+    four.crash("noise", 1)
+    assert by_id(build_report(store, since="26A5353q", cluster="back"))["back"]["status"] == \
+        "regressed"
+    assert by_id(build_report(store, since="26A5353q", process="coreai-build"))["back"][
+        "status"] == "regressed"
+
+
+def test_regression_that_returned_before_since_is_ongoing(store, four):
+    # "back": seen beta3, absent beta4 (compiled fine), back in beta5. Since beta6 it is ongoing.
+    st = {c["id"]: c["status"] for c in build_report(store, since="26A5368g")["clusters"]}
+    assert st["back"] == "ongoing"
+    st = {c["id"]: c["status"] for c in build_report(store, since="26A5316k")["clusters"]}
+    assert st["back"] == "regressed"
+
+
+def test_synthetic_benchmark_store(tmp_path):
+    """The benchmark's generator: every status appears and counts add up (small n)."""
+    from triage.report.synth import make_store
+
+    s = make_store(tmp_path / "s.db", 3000, n_clusters=10)
+    rep = build_report(s, since="26A5390c")
+    assert sum(c["count_total"] for c in rep["clusters"]) == 3000
+    assert sum(c["count"] for c in rep["clusters"]) == sum(len(c["incidents"])
+                                                           for c in rep["clusters"])
+    assert {c["status"] for c in rep["clusters"]} == {"new", "ongoing", "regressed", "gone"}

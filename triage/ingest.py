@@ -28,12 +28,11 @@ import orjson
 
 from triage.records import KIND_CRASH, FileProblem, ParseError, Report
 from triage.reports.discover import Candidate, Skipped, discover, source_file
+from triage.store.db import compress_blob
 
 BATCH_SIZE = 500
 #: also flush a batch once its packed rows reach this many bytes (bounds memory on huge files)
 BATCH_BYTES = 64 * 1024 * 1024
-#: zlib level for incidents.detail: 1 is ~2x faster than 3 for ~3% more bytes
-DETAIL_ZLIB_LEVEL = 1
 #: parse in worker processes from this many candidates on (below, a pool costs more than it saves)
 POOL_MIN_FILES = 64
 #: reports in flight per worker (bounds memory: each holds one file's bytes)
@@ -174,10 +173,8 @@ def _epoch(iso: Optional[str]) -> Optional[float]:
 
 def incident_row(r: Report, sig: Any, now: str) -> tuple:
     """The ``incidents`` row for a parsed (and enriched) report, in INCIDENT_COLUMNS order."""
-    import zlib
-
-    detail = zlib.compress(_dumps({"threads": r.threads, "images": r.images, "header": r.header,
-                                   "extra": r.extra, "notes": r.notes}), DETAIL_ZLIB_LEVEL)
+    detail = compress_blob(_dumps({"threads": r.threads, "images": r.images, "header": r.header,
+                                   "extra": r.extra, "notes": r.notes}))
     return (
         r.incident_id, r.path, r.sha256, r.format, r.bug_type, r.kind, r.process,
         r.process_path, r.pid, r.parent_process, r.parent_pid, r.responsible_process,
@@ -194,9 +191,10 @@ def incident_row(r: Report, sig: Any, now: str) -> tuple:
 
 
 def _int_or_none(v: Any) -> Any:
-    # SQLite INTEGER is signed 64-bit; termination codes can be unsigned 64-bit
-    if isinstance(v, int) and not (-(2**63) <= v < 2**63):
-        return v - 2**64 if v < 2**64 else str(v)
+    """SQLite INTEGER is signed 64-bit (bigger numeric text turns into a lossy REAL): a code
+    beyond it (termination codes are unsigned 64-bit) is kept exact as hex text ``0x...``."""
+    if isinstance(v, int) and not isinstance(v, bool) and not (-(2**63) <= v < 2**63):
+        return hex(v)
     return v
 
 
@@ -360,8 +358,8 @@ class _Run:
             return
         sha = hashlib.sha256(data).hexdigest()
         known = self.batch_shas.get(sha)
-        if known is None:
-            known = self.inflight_shas.get(sha)
+        if known is None and sha in self.inflight_shas:
+            known = ""  # same bytes as a file still being parsed: its id is not known yet
         if known is None:
             hit = conn.execute("SELECT incident_id FROM incidents WHERE sha256=?",
                                (sha,)).fetchone()
@@ -455,7 +453,8 @@ class _Run:
 
     def duplicate(self, c: Candidate, sha: str, incident_id: str) -> None:
         self.summary["already_known"] += 1
-        self.batch_files.append((c.path, c.size, c.mtime_ns, sha, "duplicate", incident_id))
+        self.batch_files.append((c.path, c.size, c.mtime_ns, sha, "duplicate",
+                                 incident_id or None))
 
     # ---- writing
     def flush(self) -> None:

@@ -49,8 +49,13 @@ def ingest(
                                      help="table: one summary line; json: the summary object."),
 ) -> None:
     """Read crash reports into the store (idempotent; unchanged files are skipped unread)."""
+    from triage.errors import UserError
     from triage.ingest import run_ingest
 
+    for opt, values in (("--journal", journal), ("--dsym", dsym)):
+        for v in values:
+            if not Path(v).expanduser().exists():
+                raise UserError(f"{opt} {v}: no such file or folder")
     store = open_store()
     try:
         summary = run_ingest(store, paths, journals=journal, dsym_paths=dsym,

@@ -263,7 +263,10 @@ def build_report(store, since: str | Bound | None = None, until: str | Bound | N
                     c[field][v] = c[field].get(v, 0) + x.n
 
     cids = list(per)
-    regressed = _regressed(store, g, cids)
+    # Build time spans for placing compiles: from this scan when it saw every report of the
+    # kind, else (--cluster/--process/--platform) from a scan of all reports of the kind.
+    filtered = bool(cluster_ids or process or platform)
+    regressed = _regressed(store, g, cids, spans_kind=kind if filtered else _UNFILTERED)
     meta = _cluster_meta(store, cids)
 
     clusters = []
@@ -441,7 +444,8 @@ def _canon(config: str | None) -> str | None:
         return config
 
 
-def compile_builds(store, epochs_from=None) -> list[tuple[str, str | None, str | None]]:
+def compile_builds(store, epochs_from=None, kind: str | None = None,
+                   ) -> list[tuple[str, str | None, str | None]]:
     """``(config, build, cluster_id)`` for every recorded compile.
 
     A compile's OS build is that of the incident linked to it; else ``os_build`` in its record;
@@ -454,27 +458,35 @@ def compile_builds(store, epochs_from=None) -> list[tuple[str, str | None, str |
         "WHERE compile_id IS NOT NULL) i ON i.compile_id = c.id").fetchall()
     if not rows:
         return []
-    spans: dict[str, list[float]] = {}
-    if epochs_from is not None:             # the report's aggregate: no extra scan
-        for x in epochs_from:
-            if x.build is None or x.t0 is None:
-                continue
-            sp = spans.setdefault(x.build, [x.t0, x.t1 if x.t1 is not None else x.t0])
-            sp[0] = min(sp[0], x.t0)
-            sp[1] = max(sp[1], x.t1 if x.t1 is not None else x.t0)
-    else:
-        for b, t0, t1 in store.conn.execute(
-                "SELECT os_build, min(captured_ts), max(captured_ts) FROM incidents "
-                "WHERE os_build IS NOT NULL GROUP BY os_build"):
-            if t0 is not None:
-                spans[b] = [t0, t1]
-    ordered = sorted(spans.items(), key=lambda kv: build_key(kv[0]))
+    cache: list = []
+
+    def ordered_spans() -> list[tuple[str, list[float]]]:
+        """Build -> [first, last] report time, in build order (computed on first need)."""
+        if cache:
+            return cache[0]
+        spans: dict[str, list[float]] = {}
+        if epochs_from is not None:             # the report's aggregate: no extra scan
+            for x in epochs_from:
+                if x.build is None or x.t0 is None:
+                    continue
+                sp = spans.setdefault(x.build, [x.t0, x.t1 if x.t1 is not None else x.t0])
+                sp[0] = min(sp[0], x.t0)
+                sp[1] = max(sp[1], x.t1 if x.t1 is not None else x.t0)
+        else:
+            where, params = ("kind = ? AND ", [kind]) if isinstance(kind, str) else ("", [])
+            for b, t0, t1 in store.conn.execute(
+                    "SELECT os_build, min(captured_ts), max(captured_ts) FROM incidents "
+                    f"WHERE {where}os_build IS NOT NULL GROUP BY os_build", params):
+                if t0 is not None:
+                    spans[b] = [t0, t1]
+        cache.append(sorted(spans.items(), key=lambda kv: build_key(kv[0])))
+        return cache[0]
 
     def build_at(t: float) -> str | None:
         """The build whose report time span contains ``t`` (newest if several), else the one
         whose span is nearest in time."""
         best, best_d = None, None
-        for b, (t0, t1) in ordered:
+        for b, (t0, t1) in ordered_spans():
             d = 0.0 if t0 <= t <= t1 else min(abs(t - t0), abs(t - t1))
             if best_d is None or d <= best_d:
                 best, best_d = b, d
@@ -495,10 +507,14 @@ def compile_builds(store, epochs_from=None) -> list[tuple[str, str | None, str |
     return out
 
 
-def _regressed(store, g, cids: list[str]) -> dict[str, dict]:
+_UNFILTERED = object()
+
+
+def _regressed(store, g, cids: list[str], spans_kind=_UNFILTERED) -> dict[str, dict]:
     """Clusters seen, then absent for >= 1 later build with compiles of one of the cluster's
-    configurations recorded, then seen again (the return in the status window)."""
-    comp = compile_builds(store, g)
+    configurations recorded, then seen again, the return (first build seen after the gap)
+    being inside the status window."""
+    comp = compile_builds(store, g if spans_kind is _UNFILTERED else None, kind=spans_kind)
     if not comp:
         return {}
     cluster_configs: dict[str, set] = {}
@@ -532,8 +548,10 @@ def _regressed(store, g, cids: list[str]) -> dict[str, dict]:
         for gap in sorted(tested - builds, key=build_key):
             gk = build_key(gap)
             before = [b for b in order if build_key(b) < gk]
-            after = [b for b in order if build_key(b) > gk and b in window]
-            if before and after:
+            after = [b for b in order if build_key(b) > gk]
+            # the return (first build seen after the gap) must be inside the status window:
+            # a regression that came back before --since is just ongoing now
+            if before and after and after[0] in window:
                 out[cid] = {"absent_in": gap, "last_before": before[-1], "back_in": after[0]}
                 break
     return out

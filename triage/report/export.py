@@ -27,7 +27,6 @@ import orjson
 
 from triage.errors import UserError
 from triage.report.build import build_report, resolve_cluster_id
-from triage.report.builds import build_key
 from triage.report.redact import Redactor, redactor_for
 from triage.report.render_text import encodings_text, flags_text
 from triage.store.db import jdump, jload
@@ -122,7 +121,7 @@ def _fmt_counts(d: dict[str, int]) -> str:
     return ", ".join(f"{k} ({v})" for k, v in d.items()) or "unknown"
 
 
-def _configs_table(configs: list[dict], limit: int = 8):
+def _configs_table(configs: list[dict], cid: str = "ID", limit: int = 8):
     """("table", headers, rows): the configurations that crashed here first, then the ones
     that compiled (the control group); configurations that only crashed elsewhere are left out."""
     def text(conf):
@@ -138,20 +137,8 @@ def _configs_table(configs: list[dict], limit: int = 8):
     rows = [[text(cf.get("config")), str(cf.get("crashed", 0)), str(cf.get("crashed_other", 0)),
              str(cf.get("succeeded", 0))] for cf in rel[:limit]]
     if len(rel) > limit:
-        rows.append([f"... {len(rel) - limit} more (`triage show ID`)", "", "", ""])
+        rows.append([f"... {len(rel) - limit} more (`triage show {cid}`)", "", "", ""])
     return ("table", ["configuration", "crashed here", "crashed elsewhere", "compiled"], rows)
-
-
-def _configs_text(configs: list[dict], limit: int = 6) -> list[str]:
-    lines = []
-    for cf in configs[:limit]:
-        conf = cf.get("config") if isinstance(cf, dict) else cf
-        conf_s = ", ".join(f"{k}={v}" for k, v in conf.items()) if isinstance(conf, dict) \
-            else str(conf)
-        lines.append(f"{conf_s}: crashed {cf.get('crashed', '?')}, "
-                     f"crashed elsewhere {cf.get('crashed_other', '?')}, "
-                     f"succeeded {cf.get('succeeded', '?')}")
-    return lines
 
 
 def snapshot_of(c: dict, compiles: list[dict]) -> dict[str, Any]:
@@ -257,7 +244,7 @@ def body_sections(store, c: dict, exc: dict, compiles: list[dict]) -> list[tuple
     corr: list = []
     if c.get("finding"):
         corr.append(str(c["finding"]))
-    table = _configs_table(c.get("configurations") or [])
+    table = _configs_table(c.get("configurations") or [], c["id"])
     if table:
         corr.append(table)
     if c.get("encodings"):
@@ -272,14 +259,6 @@ def body_sections(store, c: dict, exc: dict, compiles: list[dict]) -> list[tuple
                      f"--format json`)")
     sections.append(("Report files", flist or "none in range"))
     return sections
-
-
-def _flat(v: Any) -> str:
-    if isinstance(v, dict):
-        return ", ".join(f"{k}: {_flat(x)}" for k, x in v.items())
-    if isinstance(v, list):
-        return "; ".join(_flat(x) for x in v)
-    return str(v)
 
 
 def to_markdown(sections: list[tuple[str, Any]]) -> str:

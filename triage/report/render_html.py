@@ -70,7 +70,7 @@ def render_chart(report: dict, width: int = 960, height: int = 320) -> str:
     totals = {b: sum(s[2].get(b, 0) for s in series) for b in builds}
     ymax = max(totals.values()) or 1
     step = _nice_step(ymax)
-    ytop = step * ((ymax + step - 1) // step) if step else ymax
+    ytop = step * (int(ymax * 1.08) // step + 1)          # headroom above the tallest bar
     # axes and grid
     t = 0
     while t <= ytop:
@@ -100,8 +100,31 @@ def render_chart(report: dict, width: int = 960, height: int = 320) -> str:
                      f'{escape(b)}</text>')
     parts.append(f'<line x1="{left}" y1="{top + ph}" x2="{left + pw}" y2="{top + ph}" '
                  'stroke="#333"/>')
+    sb = _since_build(report.get("since"))
+    if sb is not None:
+        # dashed marker before the first build at/after --since
+        k = build_key(sb)
+        idx = next((i for i, b in enumerate(builds) if build_key(b) >= k), None)
+        if idx is not None:
+            x = left + idx * bw
+            parts.append(f'<line id="since-marker" x1="{x:.1f}" y1="{top}" x2="{x:.1f}" '
+                         f'y2="{top + ph}" stroke="#d62728" stroke-dasharray="4 3"/>'
+                         f'<text x="{x + 4:.1f}" y="{top + 10}" font-size="11" fill="#d62728">'
+                         f'since {escape(sb)}</text>')
     parts.append("</svg>")
     return "".join(parts)
+
+
+def _since_build(since) -> str | None:
+    """The (generic) build of the report's ``since``, when it is a build bound."""
+    from triage.report.builds import parse_build
+
+    if isinstance(since, str):
+        return since if parse_build(since) else None
+    if isinstance(since, dict):
+        b = since.get("build") or (since.get("builds") or {}).get("")
+        return b if b and parse_build(b) else None
+    return None
 
 
 def _nice_step(ymax: int) -> int:

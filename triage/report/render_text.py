@@ -10,8 +10,9 @@ import io
 from typing import Any
 
 CSV_COLUMNS = ["id", "status", "signature", "count", "count_total", "first_seen", "last_seen",
-               "first_build", "last_build", "builds", "processes", "hardware_models", "frames",
-               "encodings", "flags", "finding", "incidents"]
+               "first_build", "last_build", "builds", "builds_total", "processes",
+               "hardware_models", "frames", "encodings", "flags", "finding", "regression",
+               "incidents"]
 
 
 TABLE_SIGNATURE_MAX = 100     # characters of signature in the table (full text: other formats)
@@ -114,6 +115,9 @@ def render_markdown(report: dict) -> str:
                        f"configuration recorded), back in {r['back_in']}")
         if c.get("builds"):
             out.append("- **builds**: " + ", ".join(f"{b} ({n})" for b, n in c["builds"].items()))
+        if c.get("builds_total") and c.get("builds_total") != c.get("builds"):
+            out.append("- **builds (all time)**: " + ", ".join(
+                f"{b} ({n})" for b, n in c["builds_total"].items()))
         if c.get("processes"):
             out.append("- **processes**: " + ", ".join(f"{_md_escape(p)} ({n})"
                                                        for p, n in c["processes"].items()))

@@ -193,28 +193,25 @@ def _walk(root: str, root_st: os.stat_result, seen: set[str]
     while stack:
         folder, ancestors = stack.pop()
         try:
+            # (name, type) pairs only: DirEntry objects cost ~1 KB each, and a DiagnosticReports
+            # folder can hold 100k files; the type comes from d_type (no syscall)
             with os.scandir(folder) as it:
-                entries = sorted(it, key=lambda e: e.name)
+                entries = sorted((e.name, _entry_type(e)) for e in it)
         except OSError as exc:
             yield FileProblem(folder, f"cannot list folder: {_reason(exc)}")
             continue
         subdirs: list[tuple[str, frozenset]] = []
-        for entry in entries:
-            p = entry.path
-            if not is_report_name(entry.name):
-                try:
-                    is_dir = entry.is_dir(follow_symlinks=True)
-                except OSError:
-                    is_dir = False
-                if not is_dir and not entry.is_symlink():
-                    if p not in seen:
-                        seen.add(p)
-                        yield Skipped(p, "not a report extension")
-                    continue
+        for name, etype in entries:
+            p = os.path.join(folder, name)
+            if etype == "f" and not is_report_name(name):
+                if p not in seen:
+                    seen.add(p)
+                    yield Skipped(p, "not a report extension")
+                continue
             try:
-                st = entry.stat(follow_symlinks=True)
+                st = os.stat(p)
             except FileNotFoundError:
-                yield FileProblem(p, "broken symlink") if entry.is_symlink() else \
+                yield FileProblem(p, "broken symlink") if etype == "l" else \
                     FileProblem(p, "vanished during the walk")
                 continue
             except OSError as exc:
@@ -234,7 +231,7 @@ def _walk(root: str, root_st: os.stat_result, seen: set[str]
             if p in seen:
                 continue
             seen.add(p)
-            if not is_report_name(entry.name):
+            if not is_report_name(name):
                 yield Skipped(p, "not a report extension")
                 continue
             if not stat.S_ISREG(mode):
@@ -246,6 +243,18 @@ def _walk(root: str, root_st: os.stat_result, seen: set[str]
             yield Candidate(p, st.st_size, st.st_mtime_ns)
         # keep sorted order: push in reverse so the first folder is walked first
         stack.extend(reversed(subdirs))
+
+
+def _entry_type(entry: os.DirEntry) -> str:
+    """Entry type from d_type where the OS gives it: d = folder, l = symlink, f = anything else."""
+    try:
+        if entry.is_symlink():
+            return "l"
+        if entry.is_dir(follow_symlinks=False):
+            return "d"
+    except OSError:
+        return "l"  # unknown: stat it
+    return "f"
 
 
 # --------------------------------------------------------------------------- archives

@@ -27,7 +27,11 @@ FRAME_KEYS = ("module", "symbol", "offset", "inline", "function", "normalized")
 
 
 def _resolve_cluster(store: Store, cluster_id: str) -> list[str]:
-    """``cluster_id`` plus every retired id merged into it (so old ids keep working)."""
+    """``cluster_id``, the id it was merged into (if retired) and every id merged into those.
+
+    Incidents normally carry their current cluster id; this also finds rows still carrying a
+    retired id, and lets an old id keep working as a filter.
+    """
     ids = [cluster_id]
     try:
         # follow merged_into forward (an old id names its successor)
@@ -41,6 +45,16 @@ def _resolve_cluster(store: Store, cluster_id: str) -> list[str]:
             cur = row[0]
             seen.add(cur)
             ids.append(cur)
+        # and every retired id merged (directly or transitively) into any of these
+        frontier = list(ids)
+        while frontier:
+            cur = frontier.pop()
+            for (old,) in store.conn.execute(
+                    "SELECT cluster_id FROM clusters WHERE merged_into=?", (cur,)):
+                if old not in seen:
+                    seen.add(old)
+                    ids.append(old)
+                    frontier.append(old)
     except Exception:  # noqa: BLE001 - clusters table shape owned elsewhere
         pass
     return ids
