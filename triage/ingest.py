@@ -47,7 +47,7 @@ INCIDENT_COLUMNS = (
     "termination_namespace", "termination_code", "termination_indicator",
     "termination_by_process", "termination_by_pid", "crash_reporter_key", "asi",
     "crashing_thread", "frames", "last_exception", "detail", "signature", "proto_signature",
-    "stack_id", "ingested_at",
+    "stack_id", "needs_symbols", "ingested_at",
 )
 _INSERT_INCIDENT = (f"INSERT OR IGNORE INTO incidents ({', '.join(INCIDENT_COLUMNS)}) "
                     f"VALUES ({', '.join('?' * len(INCIDENT_COLUMNS))})")
@@ -171,7 +171,7 @@ def _epoch(iso: Optional[str]) -> Optional[float]:
     return dt.timestamp()
 
 
-def incident_row(r: Report, sig: Any, now: str) -> tuple:
+def incident_row(r: Report, sig: Any, now: str, needs_symbols: bool = False) -> tuple:
     """The ``incidents`` row for a parsed (and enriched) report, in INCIDENT_COLUMNS order."""
     detail = compress_blob(_dumps({"threads": r.threads, "images": r.images, "header": r.header,
                                    "extra": r.extra, "notes": r.notes}))
@@ -186,7 +186,7 @@ def incident_row(r: Report, sig: Any, now: str) -> tuple:
         r.termination_by_pid, r.crash_reporter_key, _jtext(r.asi), r.crashing_thread,
         _jtext(r.crashing_frames()), _jtext(r.last_exception_backtrace), detail,
         getattr(sig, "signature", None), getattr(sig, "proto_signature", None),
-        getattr(sig, "stack_id", None), now,
+        getattr(sig, "stack_id", None), 1 if needs_symbols else 0, now,
     )
 
 
@@ -201,6 +201,7 @@ def _int_or_none(v: Any) -> Any:
 # --------------------------------------------------------------------------- per-report work
 
 _DETAIL_INDEX = INCIDENT_COLUMNS.index("detail")
+_NEEDS_INDEX = INCIDENT_COLUMNS.index("needs_symbols")
 _WORKER_STAGES: Optional[Stages] = None
 
 
@@ -253,13 +254,17 @@ def process_bytes(stages: Stages, data: bytes, path: str, sha: str, explicit: bo
     except Exception as exc:  # noqa: BLE001 - parser bug: report it, keep going
         return ("error", _one_line(f"parser failed: {type(exc).__name__}: {exc}"))
     del data
+    from triage.frames.symbolize import has_unresolved, observations
+
     sig, failures = enrich(stages, report)
-    inc = incident_row(report, sig, _now())
+    # peer symbols: what this report teaches (merged by the parent), and whether it could learn
+    obs = observations(report)
+    inc = incident_row(report, sig, _now(), needs_symbols=has_unresolved(report))
     stack = None
     if sig is not None and getattr(sig, "stack_id", None):
         stack = (sig.stack_id, sig.signature or "", sig.proto_signature or "",
                  _jtext(list(sig.stack or [])))
-    return ("ok", report.kind, report.incident_id, inc, stack, failures)
+    return ("ok", report.kind, report.incident_id, inc, stack, failures, obs)
 
 
 def _one_line(text: str) -> str:
@@ -292,6 +297,7 @@ class _Pending:
     kind: str
     incident: tuple
     stack: Optional[tuple]
+    observations: list = field(default_factory=list)
 
 
 class _Run:
@@ -323,6 +329,10 @@ class _Run:
         self.ingested_paths: list[str] = []
         self.stage_failures = 0
         self.conn = store.conn
+        from triage.frames.symbolize import PeerSymbols
+
+        self.peers = PeerSymbols.load(store)    # symbols learned from symbolicated peers
+        self.needs_symbols: list[str] = []      # new incidents with unsymbolicated frames
 
     # ---- problems
     def problem(self, path: str, reason: str, size: int = 0, mtime_ns: int = 0) -> None:
@@ -433,13 +443,13 @@ class _Run:
         if tag == "error":
             self.problem(c.path, res[1], c.size, c.mtime_ns)
             return
-        _, kind, incident_id, inc, stack, failures = res
+        _, kind, incident_id, inc, stack, failures, obs = res
         self.stage_failures += failures
         if incident_id in self.batch_ids or self.conn.execute(
                 "SELECT 1 FROM incidents WHERE incident_id=?", (incident_id,)).fetchone():
             self.duplicate(c, sha, incident_id)
             return
-        self.batch.append(_Pending(c.path, c.size, c.mtime_ns, sha, kind, inc, stack))
+        self.batch.append(_Pending(c.path, c.size, c.mtime_ns, sha, kind, inc, stack, obs))
         self.batch_shas[sha] = incident_id
         self.batch_ids.add(incident_id)
         self.batch_bytes += len(inc[_DETAIL_INDEX] or b"") + 4096
@@ -472,6 +482,10 @@ class _Run:
                     new_kinds[p.kind] = new_kinds.get(p.kind, 0) + 1
                     if p.stack is not None:
                         conn.execute(_UPSERT_STACK, p.stack)
+                    if p.observations:
+                        self.peers.absorb(p.observations)
+                    if p.incident[_NEEDS_INDEX]:
+                        self.needs_symbols.append(p.incident[0])
                     status, iid = "ingested", p.incident[0]
                 else:  # another process stored it since we looked
                     dup_after_race += 1
@@ -487,6 +501,7 @@ class _Run:
                 conn.execute(_UPSERT_FILE, (path, size, mtime_ns, sha, status, iid, now))
             conn.executemany("DELETE FROM errors WHERE path=?",
                              [(f[0],) for f in self.batch_files])
+            self.peers.save(conn)
             for path, reason, size, mtime_ns in self.batch_errors:
                 conn.execute(_UPSERT_ERROR, (path, reason, now))
                 if size or mtime_ns:
@@ -564,10 +579,15 @@ def run_ingest(store, paths: Iterable[str], *, journals: Iterable = (), dsym_pat
         run.close_pool()
         if close is not None:
             close()
-    t1 = time.perf_counter()
     s = run.summary
     s["clusters_new"] = None
     s["warnings"] = []
+    s["peer_symbolicated"] = 0
+    try:
+        s["peer_symbolicated"] = _after_peers(store, run, rule_files)
+    except Exception as exc:  # noqa: BLE001 - the reports are stored; say what failed
+        s["warnings"].append(f"peer symbolication failed: {type(exc).__name__}: {exc}")
+    t1 = time.perf_counter()
     try:
         s["clusters_new"] = _after_cluster(store, stages)
     except Exception as exc:  # noqa: BLE001 - the reports are stored; say what failed
@@ -585,6 +605,23 @@ def run_ingest(store, paths: Iterable[str], *, journals: Iterable = (), dsym_pat
                     "link": round(t3 - t2, 3)}
     s["seconds"] = round(t3 - t0, 3)
     return s
+
+
+def _after_peers(store, run: "_Run", rule_files: list) -> int:
+    """Name this run's unsymbolicated frames from symbolicated peers (same image UUID, so the
+    same OS build), whichever order the reports arrived in; re-normalizes and re-signs them
+    before clustering. Reports stored by earlier runs are left alone, so ingest never moves an
+    incident a user has already seen: ``triage symbolicate`` then ``triage recluster`` improve
+    those, with old cluster ids mapped to new ones.
+    """
+    ids = list(run.needs_symbols)
+    if not ids:
+        return 0
+    from triage.frames.resymbolicate import resymbolicate_store
+
+    res = resymbolicate_store(store, [], rule_files, incident_ids=ids, use_peers=True,
+                              learn_all=False)
+    return int(res.get("frames_peer", 0))
 
 
 def _after_cluster(store, stages: Stages) -> Optional[int]:

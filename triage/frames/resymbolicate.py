@@ -46,14 +46,18 @@ def _signature_fn(rule_files: list[Path]):
 
 def resymbolicate_store(store, dsym_paths: Iterable[Path], rule_files: Iterable[Path] = (), *,
                         incident_ids: Optional[list[str]] = None,
-                        use_peers: bool = True) -> dict[str, Any]:
+                        use_peers: bool = True, learn_all: bool = True) -> dict[str, Any]:
     """Returns the summary: ``reports_seen``, ``reports_changed``, ``frames_dsym``,
     ``frames_peer``, ``signatures_changed``, ``dsym_files``, ``changed`` (incident ids whose
-    signature changed), ``problems``."""
+    signature changed), ``problems``.
+
+    ``learn_all=False`` skips re-reading every stored report to learn peer symbols: ingest uses
+    it, because it already saved what each new report teaches into ``symbol_map``."""
     from triage.errors import UserError
     from triage.frames.normalize import load_rules, normalize_report
     from triage.frames.stored import load_report, resolve_incident_id
-    from triage.frames.symbolize import DsymIndex, PeerSymbols, symbolicate_report
+    from triage.frames.symbolize import (DsymIndex, PeerSymbols, has_unresolved,
+                                         symbolicate_report)
 
     dsym_paths = list(dsym_paths)
     rule_files = list(rule_files)
@@ -79,7 +83,7 @@ def resymbolicate_store(store, dsym_paths: Iterable[Path], rule_files: Iterable[
             ids = [r[0] for r in conn.execute("SELECT incident_id FROM incidents "
                                               "ORDER BY incident_id")]
         peers = PeerSymbols.load(conn) if use_peers else None
-        if peers is not None:  # pass 1: learn from every (dSYM-symbolicated) stored report
+        if peers is not None and learn_all:  # pass 1: learn from every stored report
             for iid in [r[0] for r in conn.execute("SELECT incident_id FROM incidents")]:
                 rep = load_report(conn, iid)
                 if rep is None:
@@ -94,6 +98,8 @@ def resymbolicate_store(store, dsym_paths: Iterable[Path], rule_files: Iterable[
             n_dsym = symbolicate_report(rep, index)
             n_peer = peers.apply(rep) if peers is not None else 0
             normalize_report(rep, rules)
+            conn.execute("UPDATE incidents SET needs_symbols=? WHERE incident_id=?",
+                         (1 if has_unresolved(rep) else 0, iid))
             old = conn.execute("SELECT frames, last_exception, signature, proto_signature, "
                                "stack_id FROM incidents WHERE incident_id=?", (iid,)).fetchone()
             new_frames = _jtext(rep.crashing_frames())

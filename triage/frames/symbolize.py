@@ -376,6 +376,23 @@ class PeerSymbols:
             named += 1
         return named
 
+    def absorb(self, rows: Iterable[tuple[str, int, int, str]]) -> int:
+        """Merge ``observations()`` rows learned elsewhere (e.g. in a parser worker process)."""
+        learned = 0
+        for uuid, start, end_seen, symbol in rows:
+            entries = self.by_uuid.setdefault(uuid, {})
+            e = entries.get(start)
+            if e is None:
+                entries[start] = _Entry(start, end_seen, symbol)
+                self._sorted.pop(uuid, None)
+            elif end_seen > e.end_seen and e.symbol == symbol:
+                e.end_seen = end_seen
+            else:
+                continue
+            self._dirty.add((uuid, start))
+            learned += 1
+        return learned
+
     def save(self, conn) -> int:
         """Write what was learned since load (call inside ``Store.transaction()``)."""
         conn = conn.conn if hasattr(conn, "conn") else conn
@@ -390,3 +407,28 @@ class PeerSymbols:
             "end_seen = MAX(end_seen, excluded.end_seen)", rows)
         self._dirty.clear()
         return len(rows)
+
+
+def observations(report: Report) -> list[tuple[str, int, int, str]]:
+    """What ``report``'s own symbolicated frames teach about its images, as
+    ``(image_uuid, start, end_seen, symbol)`` rows for :meth:`PeerSymbols.absorb` (pure)."""
+    peers = PeerSymbols()
+    peers.observe(report)
+    return [(u, s, peers.by_uuid[u][s].end_seen, peers.by_uuid[u][s].symbol)
+            for u, s in sorted(peers._dirty)]
+
+
+def has_unresolved(report: Report) -> bool:
+    """True when a frame lacks a symbol but has an image UUID and offset (peers may name it)."""
+    for t in report.threads:
+        for f in t.frames:
+            if f.symbol is None and isinstance(f.offset, int):
+                uuid = _frame_uuid(f, report)
+                if uuid is not None and uuid != ZERO_UUID:
+                    return True
+    for f in report.last_exception_backtrace or ():
+        if f.symbol is None and isinstance(f.offset, int):
+            uuid = _frame_uuid(f, report)
+            if uuid is not None and uuid != ZERO_UUID:
+                return True
+    return False

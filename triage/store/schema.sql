@@ -62,6 +62,7 @@ CREATE TABLE IF NOT EXISTS incidents (
     cluster_id             TEXT,       -- current cluster (after overrides)
     compile_id             INTEGER,    -- linked compile record (compiles.id) or NULL
     link_note              TEXT,       -- why not linked / ambiguity
+    needs_symbols          INTEGER NOT NULL DEFAULT 0,  -- 1: has unsymbolicated frames of a known image
     ingested_at            TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS incidents_kind ON incidents(kind);
@@ -70,6 +71,7 @@ CREATE INDEX IF NOT EXISTS incidents_build ON incidents(os_build);
 CREATE INDEX IF NOT EXISTS incidents_captured ON incidents(captured_ts);
 CREATE INDEX IF NOT EXISTS incidents_stack ON incidents(stack_id);
 CREATE INDEX IF NOT EXISTS incidents_proc_pid ON incidents(process, pid);
+CREATE INDEX IF NOT EXISTS incidents_needs_symbols ON incidents(needs_symbols) WHERE needs_symbols = 1;
 
 -- Bad input, one row per file and reason (latest wins).
 CREATE TABLE IF NOT EXISTS errors (
