@@ -24,6 +24,9 @@ def main(argv: list[str] | None = None) -> int:
         app(args=argv, prog_name="triage", standalone_mode=True)
     except SystemExit as exc:  # typer/click exit codes pass through
         code = exc.code
+        if code == 130:  # typer turns Ctrl-C into Exit(130)
+            sys.stderr.write("triage: interrupted (everything committed so far is kept; "
+                             "re-run to finish)\n")
         return code if isinstance(code, int) else (0 if code is None else 1)
     except UserError as exc:
         sys.stderr.write(f"triage: error: {exc}\n")
