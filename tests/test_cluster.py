@@ -390,3 +390,133 @@ def test_real_reports_two_ingests_then_recluster_keep_ids(tmp_path):
                                    "WHERE cluster_id IS NOT NULL")) == after
         kinds = dict(s.conn.execute("SELECT kind, COUNT(cluster_id) FROM incidents GROUP BY kind"))
         assert all(n == 0 for k, n in kinds.items() if k != "crash")   # noise forms no clusters
+
+
+# ------------------------------------------------------------------ rapidfuzz alignment vs exact DP
+
+def reference_distance(sc: Scorer, a, b) -> float:
+    """The exact weighted edit distance (the former hand-written DP): the optimum of the cost
+    model that ``Scorer.distance_raw`` approximates with rapidfuzz alignments."""
+    ai, bi = a.ids, b.ids
+    if ai == bi:
+        return 0.0
+    wa, wb = sc.weights(a), sc.weights(b)
+    total = sum(wa) + sum(wb)
+    unsym, upair = sc.s.unsymbolized, sc.s.unsymbolized_pair
+    prev = [0.0] * (len(bi) + 1)
+    for j in range(len(bi)):
+        prev[j + 1] = prev[j] + wb[j]
+    for i in range(len(ai)):
+        cur = [prev[0] + wa[i]] + [0.0] * len(bi)
+        for j in range(len(bi)):
+            if ai[i] == bi[j]:
+                sub = prev[j]
+            elif a.mods[i] == b.mods[j] and not (a.sym[i] and b.sym[j]):
+                credit = unsym if (a.sym[i] or b.sym[j]) else upair
+                sub = prev[j] + (1.0 - credit) * (wa[i] + wb[j])
+            else:
+                sub = prev[j] + wa[i] + wb[j]
+            cur[j + 1] = min(sub, cur[j] + wb[j], prev[j + 1] + wa[i])
+        prev = cur
+    return min(1.0, prev[-1] / total)
+
+
+def _corpus_stacks(interner):
+    reps = [r for g in _corpus().values() for r in g]
+    reps += [report(ane_unsymbolicated("python3.12"), process="python3.12"),
+             report(deep("a")[:4] + [U(MPSG, 0x1234), U(MPSG, 0x5678)] + deep("a")[6:]),
+             report(slice_update()[:3] + [U(MPSG, 0x99)] + slice_update()[3:])]
+    out = []
+    for r in reps:
+        res = compute_signature(r, LISTS)
+        out.append(make_stack(res.stack_id, res.signature, res.stack, SETTINGS, interner))
+    return out
+
+
+def test_rapidfuzz_distance_close_to_exact_dp_on_hard_cases():
+    interner = _Interner()
+    stacks = _corpus_stacks(interner)
+    sc = Scorer(SETTINGS)
+    n = 0
+    for x in range(len(stacks)):
+        for y in range(x + 1, len(stacks)):
+            a, b = stacks[x], stacks[y]
+            if a.tail != b.tail:
+                continue
+            got, ref = sc.distance_raw(a, b), reference_distance(sc, a, b)
+            assert 0.0 <= got <= 1.0
+            # an alignment can only cost more than the optimum, and only a little
+            assert got >= ref - 1e-9, (a.tokens, b.tokens)
+            assert got - ref <= 0.02, (got, ref, a.tokens, b.tokens)
+            assert (got <= SETTINGS.threshold) == (ref <= SETTINGS.threshold)
+            n += 1
+    assert n > 30
+    assert sc.distance_raw(stacks[0], stacks[0]) == 0.0
+
+
+def test_rapidfuzz_distance_property_random_stacks():
+    import random
+
+    rng = random.Random(7)
+    sc = Scorer(SETTINGS)
+    mods = ["A", "B", "C"]
+    interner = _Interner()
+
+    def rand_stack(k):
+        toks = []
+        for _ in range(rng.randint(1, 14)):
+            m = rng.choice(mods)
+            toks.append(f"{m}!+0x{rng.randint(1, 5):x}" if rng.random() < 0.4
+                        else f"{m}!f{rng.randint(1, 6)}")
+        return make_stack(f"s{k}", "x [E]", toks, SETTINGS, interner)
+
+    worst = 0.0
+    for k in range(400):
+        a, b = rand_stack(2 * k), rand_stack(2 * k + 1)
+        got, ref = sc.distance_raw(a, b), reference_distance(sc, a, b)
+        assert 0.0 <= got <= 1.0 and got >= ref - 1e-9, (a.tokens, b.tokens, got, ref)
+        worst = max(worst, got - ref)
+    assert worst < 0.25      # random stacks are far from real ones; this bounds gross errors
+
+
+# ------------------------------------------------------------------ set-wise / bulk assignment
+
+def _index_sql(store):
+    return sorted(r[0] for r in store.conn.execute(
+        "SELECT sql FROM sqlite_master WHERE type='index' AND tbl_name='incidents' "
+        "AND sql IS NOT NULL"))
+
+
+def test_bulk_assignment_path_keeps_indexes_overrides_and_counts(tmp_path, monkeypatch):
+    import triage.cluster as cl
+
+    groups = _corpus()
+    reps = [r for g in groups.values() for r in g]
+    results = {}
+    for bulk_min in (10**9, 1):          # incremental path, then the drop/re-create index path
+        monkeypatch.setattr(cl, "BULK_MIN", bulk_min)
+        with Store.open(tmp_path / f"b{bulk_min}.db") as s:
+            before = _index_sql(s)
+            add(s, reps)
+            res = assign_new(s, SETTINGS)
+            assert res["incidents"] == len(reps)
+            assert _index_sql(s) == before
+            assert s.conn.execute("SELECT COUNT(*) FROM incidents WHERE cluster_id IS NULL"
+                                  ).fetchone()[0] == 0
+            bad = s.conn.execute("SELECT COUNT(*) FROM stacks s WHERE count != (SELECT COUNT(*) "
+                                 "FROM incidents i WHERE i.stack_id = s.stack_id)").fetchone()[0]
+            assert bad == 0
+            results[bulk_min] = {r.incident_id: cluster_of(s, r.incident_id) for r in reps}
+            # a merge override is applied to later (bulk-assigned) incidents too
+            ca = cluster_of(s, groups["ane"][0].incident_id)
+            cs = cluster_of(s, groups["slice"][0].incident_id)
+            merge(s, ca, cs)
+            later = [report(slice_update()) for _ in range(3)]
+            add(s, later)
+            assert assign_new(s, SETTINGS)["incidents"] == 3
+            assert {cluster_of(s, r.incident_id) for r in later} == {ca}
+            assert s.conn.execute("SELECT count FROM stacks WHERE stack_id = (SELECT stack_id "
+                                  "FROM incidents WHERE incident_id=?)",
+                                  (later[0].incident_id,)).fetchone()[0] == 4
+            assert _index_sql(s) == before
+    assert results[1] == results[10**9]

@@ -119,6 +119,8 @@ class StackInfo:
     ids: list[int] = field(default_factory=list)     # interned tokens (top depth)
     mods: list[int] = field(default_factory=list)    # interned modules
     sym: list[bool] = field(default_factory=list)
+    all_sym: bool = True                            # every compared frame symbolized
+    wsum: float = -1.0                              # sum of weights (cached)
 
 
 class _Interner(dict):
@@ -140,6 +142,7 @@ def make_stack(stack_id: str, signature: str, tokens: list[str], settings: Clust
     mods = [token_module(t) for t in top]
     block = (tail, tuple(mods[:2]))
     sig_mods = set(mods[:nsig])
+    sym = [token_symbolized(t) for t in top]
     region = len(mods)
     for i in range(nsig, len(mods)):
         if mods[i] not in sig_mods:
@@ -149,7 +152,7 @@ def make_stack(stack_id: str, signature: str, tokens: list[str], settings: Clust
         stack_id=stack_id, signature=signature, tokens=list(tokens), cluster_id=cluster_id,
         count=count, frames_sig=frames_sig, tail=tail, nsig=nsig, block=block, region=region,
         ids=[interner[t] for t in top], mods=[interner["\0mod:" + m] for m in mods],
-        sym=[token_symbolized(t) for t in top],
+        sym=sym, all_sym=all(sym),
     )
 
 
@@ -162,6 +165,9 @@ class Scorer:
         self.s = settings
         n = settings.depth + 1
         self.pos = [math.exp(-settings.decay * i) for i in range(n)]
+        from rapidfuzz.distance import Indel    # alignment in C (imported lazily: CLI start-up)
+
+        self._opcodes = Indel.opcodes
 
     def compatible(self, a: StackInfo, b: StackInfo) -> bool:
         if a.tail != b.tail:
@@ -184,43 +190,120 @@ class Scorer:
                               for i in range(len(st.ids))]
         return w
 
-    def distance_raw(self, a: StackInfo, b: StackInfo) -> float:
-        """Weighted edit distance (TraceSim-like) normalized to [0, 1].
+    def total(self, st: StackInfo) -> float:
+        t = st.wsum
+        if t < 0:
+            t = st.wsum = sum(self.weights(st))
+        return t
 
-        Inserting or deleting a frame costs its weight; substituting costs both weights (less
-        the partial credit of an unsymbolized frame against a frame of the same module). A
-        frame's weight decays with its position (``exp(-decay * i)``) and is multiplied by
-        ``outside`` beyond the crash region (the run of frames, from the top, in the modules of
-        the signature frames): callers and entry points weigh little.
+    def distance_raw(self, a: StackInfo, b: StackInfo) -> float:
+        """Weighted edit distance (TraceSim-like) normalized to [0, 1]; alignment by rapidfuzz.
+
+        Cost model: inserting or deleting a frame costs its weight; substituting costs both
+        weights, less the partial credit of an unsymbolized frame against a frame of the same
+        module (``unsymbolized``; ``unsymbolized_pair`` for two unsymbolized frames). A frame's
+        weight decays with its position (``exp(-decay * i)``) and is multiplied by ``outside``
+        beyond the crash region. So cost = total weight - credit of the aligned pairs (an equal
+        pair earns both weights, a same-module pair its partial credit).
+
+        The alignment is computed in C by rapidfuzz: ``Indel`` (LCS) over the interned frame
+        ids gives the anchors (equal frames); each gap between anchors is aligned by ``Indel``
+        over the interned module ids (a symbolized frame may only pair with an unsymbolized one).
+        This maximizes the *number* of matched frames rather than their weight, so the cost can
+        be slightly above the exact weighted optimum (the DP kept as the reference in
+        tests/test_cluster.py) when two alignments match equally many frames.
         """
         ai, bi = a.ids, b.ids
-        la, lb = len(ai), len(bi)
         if ai == bi:
             return 0.0
-        wa, wb = self.weights(a), self.weights(b)
-        total = sum(wa) + sum(wb)
+        total = self.total(a) + self.total(b)
         if total <= 0:
             return 0.0
+        wa, wb = a.weights, b.weights
+        credit = 0.0
+        pi = pj = 0
+        for x0, y0, size in self._opcodes(ai, bi).as_matching_blocks():
+            if x0 > pi and y0 > pj:
+                credit += self._gap_credit(a, b, pi, x0, pj, y0)
+            if size:
+                credit += sum(wa[x0:x0 + size]) + sum(wb[y0:y0 + size])
+            pi, pj = x0 + size, y0 + size
+        if credit < total and not (a.all_sym and b.all_sym):
+            # anchors on equal frames can pin a deep common frame (low weight) and push the
+            # valuable same-module pairs of the top apart: also try the best module alignment
+            # of the whole stacks (equal frames earn full credit there too); keep the better
+            alt = self._gap_credit(a, b, 0, len(ai), 0, len(bi), whole=True)
+            credit = alt if alt > credit else credit
+        d = 1.0 - credit / total
+        return 0.0 if d < 1e-12 else (1.0 if d > 1.0 else d)
+
+    def _gap_credit(self, a: StackInfo, b: StackInfo, i1: int, i2: int, j1: int, j2: int,
+                    whole: bool = False) -> float:
+        """Partial credit of the best module alignment of the gap a[i1:i2] / b[j1:j2]
+        (``whole``: of the whole stacks, where equal frames also pair and earn full credit).
+
+        Pairs of one module earn ``unsymbolized`` (one side symbolized) or
+        ``unsymbolized_pair`` (both unsymbolized); two symbolized frames earn nothing. LCS
+        (rapidfuzz ``Indel``) only knows equal/different, so the gap is aligned under a few
+        key encodings that each admit one family of pairs (the other frames get unique keys),
+        forwards and reversed (LCS ties broken both ways), and the best credit is kept."""
+        am, bm = a.mods[i1:i2], b.mods[j1:j2]
+        if set(am).isdisjoint(bm):
+            return 0.0
+        asym, bsym = a.sym[i1:i2], b.sym[j1:j2]
+        a_uns, b_uns = not all(asym), not all(bsym)
+        if not (a_uns or b_uns or whole):
+            return 0.0          # two symbolized frames of one module: no credit
+        a_sym, b_sym = any(asym), any(bsym)
+
+        def keys(mods, sym, show, side):
+            # show: None = every frame, True = symbolized only, False = unsymbolized only;
+            # hidden frames get unique negative keys (odd for a, even for b: never equal)
+            return [m if show is None or s == show else -2 * k - side
+                    for k, (m, s) in enumerate(zip(mods, sym))]
+
+        encodings = [(None, None)] if whole else []   # whole: every frame keyed by its module
+        if b_uns:                                   # any frame of a vs unsymbolized of b
+            encodings.append((None, False))
+        if a_uns:                                   # unsymbolized of a vs any frame of b
+            encodings.append((False, None))
+        if a_uns and b_sym:                         # unsymbolized a vs symbolized b only
+            encodings.append((False, True))
+        if a_sym and b_uns:                         # symbolized a vs unsymbolized b only
+            encodings.append((True, False))
+        wa, wb, asy, bsy, ai, bi = a.weights, b.weights, a.sym, b.sym, a.ids, b.ids
         unsym, upair = self.s.unsymbolized, self.s.unsymbolized_pair
-        am, bm, asym, bsym = a.mods, b.mods, a.sym, b.sym
-        prev = [0.0] * (lb + 1)
-        for j in range(lb):
-            prev[j + 1] = prev[j] + wb[j]
-        for i in range(la):
-            x, xm, xs, wx = ai[i], am[i], asym[i], wa[i]
-            cur = [prev[0] + wx] + [0.0] * lb
-            for j in range(lb):
-                if x == bi[j]:
-                    sub = prev[j]
-                elif xm == bm[j] and not (xs and bsym[j]):
-                    sub = prev[j] + (1.0 - (unsym if (xs or bsym[j]) else upair)) * (wx + wb[j])
-                else:
-                    sub = prev[j] + wx + wb[j]
-                ins = cur[j] + wb[j]
-                dele = prev[j + 1] + wx
-                cur[j + 1] = sub if sub < ins and sub < dele else (ins if ins < dele else dele)
-            prev = cur
-        return min(1.0, prev[lb] / total)
+        # a filter that keeps every frame of a side is the plain module list: de-duplicate
+        norm = set()
+        for show_a, show_b in encodings:
+            if (show_a is True and not a_uns) or (show_a is False and not a_sym):
+                show_a = None
+            if (show_b is True and not b_uns) or (show_b is False and not b_sym):
+                show_b = None
+            norm.add((show_a, show_b))
+        best = 0.0
+        for show_a, show_b in norm:
+            xs = am if show_a is None else keys(am, asym, show_a, 1)
+            ys = bm if show_b is None else keys(bm, bsym, show_b, 2)
+            for rev in (False, True):
+                c = 0.0
+                blocks = (self._opcodes(xs[::-1], ys[::-1]) if rev
+                          else self._opcodes(xs, ys)).as_matching_blocks()
+                for x0, y0, size in blocks:
+                    for k in range(size):
+                        if rev:
+                            x, y = i2 - 1 - x0 - k, j2 - 1 - y0 - k
+                        else:
+                            x, y = i1 + x0 + k, j1 + y0 + k
+                        if ai[x] == bi[y]:
+                            c += wa[x] + wb[y]
+                            continue
+                        if asy[x] and bsy[y]:
+                            continue
+                        c += (unsym if (asy[x] or bsy[y]) else upair) * (wa[x] + wb[y])
+                if c > best:
+                    best = c
+        return best
 
     def distance(self, a: StackInfo, b: StackInfo) -> float:
         if not self.compatible(a, b):
@@ -454,33 +537,82 @@ def assign_new(store, settings=None) -> dict:
                     summary["new_clusters"] += 1
             conn.executemany("UPDATE stacks SET cluster_id=? WHERE stack_id=?",
                              [(c, sid) for sid, c in assigned.items()])
-        # incidents without a cluster whose stack has one
-        ov = load_overrides(conn)
-        rows = conn.execute(
-            "SELECT DISTINCT i.stack_id, s.cluster_id, s.signature FROM incidents i "
-            "JOIN stacks s ON s.stack_id = i.stack_id "
-            "WHERE i.cluster_id IS NULL AND s.cluster_id IS NOT NULL").fetchall()
-        touched: set[str] = set()
-        if ov.inc_splits:
-            for sid, _c, _s in rows:
-                touched.update(r[0] for r in conn.execute(
-                    "SELECT incident_id FROM incidents WHERE stack_id=? AND cluster_id IS NULL",
-                    (sid,)))
-        n = 0
-        for sid, cid, sig in rows:
-            n += conn.execute("UPDATE incidents SET cluster_id=? WHERE stack_id=? AND "
-                              "cluster_id IS NULL", (ov.for_stack(cid, sig), sid)).rowcount
-        summary["incidents"] = n
-        if touched:
-            _apply_incident_splits(conn, ov, touched)
-        if rows:
-            sids = [r[0] for r in rows]
-            for k in range(0, len(sids), 500):
-                chunk = sids[k:k + 500]
-                conn.execute(f"UPDATE stacks SET count=(SELECT COUNT(*) FROM incidents i WHERE "
-                             f"i.stack_id=stacks.stack_id) WHERE stack_id IN "
-                             f"({','.join('?' * len(chunk))})", chunk)
+        # incidents without a cluster whose stack has one (set-wise; overrides applied)
+        summary["incidents"] = _assign_incidents(conn, load_overrides(conn))
     return summary
+
+
+BULK_MIN = 50_000   # unassigned incidents (and >= 1/4 of all) for the drop/re-create index path
+
+
+def _assign_incidents(conn, ov: Overrides) -> int:
+    """Set ``incidents.cluster_id`` of every incident without one whose stack has a cluster
+    (the stack's natural cluster with merge/split overrides applied), then refresh
+    ``stacks.count`` of the stacks concerned. Set-wise: a temp table of (stack_id, cluster id),
+    one ``UPDATE ... FROM`` and one ``GROUP BY``.
+
+    A bulk assignment (>= ``BULK_MIN`` unassigned incidents and >= 1/4 of all, e.g. the first
+    clustering of a big store) spends most of its time maintaining the indexes on
+    ``incidents.cluster_id`` entry by entry: those indexes are dropped and re-created from their
+    own stored SQL (``sqlite_master``) inside the same transaction, several times faster."""
+    import sqlite3
+
+    pending = conn.execute("SELECT COUNT(*) FROM incidents WHERE cluster_id IS NULL").fetchone()[0]
+    if not pending:
+        return 0
+    bulk = False
+    if pending >= BULK_MIN:
+        bulk = pending * 4 >= conn.execute("SELECT COUNT(*) FROM incidents").fetchone()[0]
+    conn.execute("CREATE TEMP TABLE IF NOT EXISTS cluster_assign("
+                 "stack_id TEXT PRIMARY KEY, cluster_id TEXT) WITHOUT ROWID")
+    conn.execute("DELETE FROM temp.cluster_assign")
+    if bulk:        # every stack (cheaper than finding the distinct stacks of 1M incidents)
+        conn.execute("INSERT INTO temp.cluster_assign(stack_id) SELECT stack_id FROM stacks")
+    else:
+        conn.execute("INSERT INTO temp.cluster_assign(stack_id) SELECT DISTINCT stack_id "
+                     "FROM incidents WHERE cluster_id IS NULL AND stack_id IS NOT NULL")
+    rows = conn.execute("SELECT s.stack_id, s.cluster_id, s.signature FROM stacks s "
+                        "JOIN temp.cluster_assign a ON a.stack_id = s.stack_id "
+                        "WHERE s.cluster_id IS NOT NULL").fetchall()
+    if not rows:
+        conn.execute("DELETE FROM temp.cluster_assign")
+        return 0
+    conn.executemany("UPDATE temp.cluster_assign SET cluster_id=? WHERE stack_id=?",
+                     [(ov.for_stack(cid, sig), sid) for sid, cid, sig in rows])
+    touched: set[str] = set()
+    for _src, incs, _new in ov.inc_splits:      # split incidents about to get a cluster
+        for k in range(0, len(incs), 500):
+            chunk = incs[k:k + 500]
+            touched.update(r[0] for r in conn.execute(
+                f"SELECT incident_id FROM incidents WHERE cluster_id IS NULL AND incident_id IN "
+                f"({','.join('?' * len(chunk))})", chunk))
+    rebuild = []
+    if bulk:
+        rebuild = [(name, sql) for name, sql in conn.execute(
+            "SELECT name, sql FROM sqlite_master WHERE type='index' AND tbl_name='incidents' "
+            "AND sql IS NOT NULL") if re.search(r"\bcluster_id\b", sql)]
+    for name, _sql in rebuild:
+        conn.execute(f'DROP INDEX "{name}"')
+    n = conn.execute("UPDATE incidents SET cluster_id = (SELECT a.cluster_id FROM "
+                     "temp.cluster_assign a WHERE a.stack_id = incidents.stack_id) "
+                     "WHERE cluster_id IS NULL AND stack_id IN (SELECT stack_id FROM "
+                     "temp.cluster_assign WHERE cluster_id IS NOT NULL)").rowcount
+    for _name, sql in rebuild:
+        conn.execute(sql)
+    if touched:
+        _apply_incident_splits(conn, ov, touched)
+    # CROSS JOIN keeps the temp table outside: range counts on incidents_stack per stack
+    if sqlite3.sqlite_version_info >= (3, 33, 0):
+        conn.execute("UPDATE stacks SET count = c.n FROM (SELECT a.stack_id, COUNT(*) AS n "
+                     "FROM temp.cluster_assign a CROSS JOIN incidents i "
+                     "ON i.stack_id = a.stack_id GROUP BY a.stack_id) AS c "
+                     "WHERE stacks.stack_id = c.stack_id")
+    else:   # pragma: no cover - SQLite without UPDATE ... FROM
+        conn.execute("UPDATE stacks SET count = (SELECT COUNT(*) FROM incidents i WHERE "
+                     "i.stack_id = stacks.stack_id) WHERE stack_id IN "
+                     "(SELECT stack_id FROM temp.cluster_assign)")
+    conn.execute("DELETE FROM temp.cluster_assign")
+    return n
 
 
 def _nearest_cluster(st: StackInfo, candidates: Iterable[StackInfo], scorer: Scorer,

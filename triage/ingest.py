@@ -35,8 +35,11 @@ BATCH_SIZE = 500
 BATCH_BYTES = 64 * 1024 * 1024
 #: parse in worker processes from this many candidates on (below, a pool costs more than it saves)
 POOL_MIN_FILES = 64
-#: reports in flight per worker (bounds memory: each holds one file's bytes)
-POOL_WINDOW_PER_WORKER = 8
+#: files in flight per worker (bounds memory: the main process holds at most the bytes of the
+#: archive members among them; plain files are read by the workers)
+POOL_WINDOW_PER_WORKER = 32
+#: plain files handed to a worker per task (by path: the worker reads, hashes, parses)
+POOL_CHUNK = 8
 
 INCIDENT_COLUMNS = (
     "incident_id", "path", "sha256", "format", "bug_type", "kind", "process", "process_path",
@@ -171,10 +174,21 @@ def _epoch(iso: Optional[str]) -> Optional[float]:
     return dt.timestamp()
 
 
-def incident_row(r: Report, sig: Any, now: str, needs_symbols: bool = False) -> tuple:
-    """The ``incidents`` row for a parsed (and enriched) report, in INCIDENT_COLUMNS order."""
-    detail = compress_blob(_dumps({"threads": r.threads, "images": r.images, "header": r.header,
-                                   "extra": r.extra, "notes": r.notes}))
+def incident_row(r: Report, sig: Any, now: str, needs_symbols: bool = False,
+                 raw_images: Optional[list] = None) -> tuple:
+    """The ``incidents`` row for a parsed (and enriched) report, in INCIDENT_COLUMNS order.
+
+    ``raw_images``: the report's undecoded ``usedImages`` list (parsed under
+    ``ips.raw_images()``, so ``r.images`` is empty): stored as ``images_raw`` in the detail blob
+    and turned into the usual ``images`` by ``triage.store.db.unpack`` when read.
+    """
+    if raw_images is not None and not r.images:
+        detail = {"threads": r.threads, "images_raw": raw_images, "header": r.header,
+                  "extra": r.extra, "notes": r.notes}
+    else:
+        detail = {"threads": r.threads, "images": r.images, "header": r.header,
+                  "extra": r.extra, "notes": r.notes}
+    detail = compress_blob(_dumps(detail))
     return (
         r.incident_id, r.path, r.sha256, r.format, r.bug_type, r.kind, r.process,
         r.process_path, r.pid, r.parent_process, r.parent_pid, r.responsible_process,
@@ -245,8 +259,11 @@ def process_bytes(stages: Stages, data: bytes, path: str, sha: str, explicit: bo
             ok = True
         if not ok:
             return ("skipped",)
+    from triage.reports.ips import raw_images
+
     try:
-        report = stages.parse_bytes(data, path, sha)
+        with raw_images() as held:
+            report = stages.parse_bytes(data, path, sha)
     except ParseError as exc:
         return ("error", _one_line(str(exc)) or "unreadable report")
     except RecursionError:
@@ -259,7 +276,8 @@ def process_bytes(stages: Stages, data: bytes, path: str, sha: str, explicit: bo
     sig, failures = enrich(stages, report)
     # peer symbols: what this report teaches (merged by the parent), and whether it could learn
     obs = observations(report)
-    inc = incident_row(report, sig, _now(), needs_symbols=has_unresolved(report))
+    raw = next((imgs for rep, imgs in held if rep is report), None)
+    inc = incident_row(report, sig, _now(), has_unresolved(report), raw)
     stack = None
     if sig is not None and getattr(sig, "stack_id", None):
         stack = (sig.stack_id, sig.signature or "", sig.proto_signature or "",
@@ -282,6 +300,22 @@ def _worker_init(rule_files, dsym_paths) -> None:
 
 def _work(data: bytes, path: str, sha: str, explicit: bool) -> tuple:
     return process_bytes(_WORKER_STAGES, data, path, sha, explicit)
+
+
+def _work_files(items: list[tuple]) -> list[tuple]:
+    """Read, hash and process plain files ``(path, size, mtime_ns, explicit)`` in a worker:
+    one ``(sha256, result)`` each, result as :func:`process_bytes` returns it, or
+    ``("oserror", reason)`` when the file cannot be read (sha256 None)."""
+    out = []
+    for path, size, mtime_ns, explicit in items:
+        try:
+            data = Candidate(path, size, mtime_ns, explicit).read()
+        except OSError as exc:
+            out.append((None, ("oserror", _os_reason(exc))))
+            continue
+        sha = hashlib.sha256(data).hexdigest()
+        out.append((sha, process_bytes(_WORKER_STAGES, data, path, sha, explicit)))
+    return out
 
 
 # --------------------------------------------------------------------------- the run
@@ -311,6 +345,8 @@ class _Run:
         self.pool_used = False
         self.inflight = None
         self.inflight_shas: dict[str, str] = {}
+        self.inflight_files = 0
+        self.chunk: list[Candidate] = []        # plain files waiting to be sent to a worker
         self.window = 0
         self.pending_count = 0
         self.stages = stages
@@ -361,6 +397,12 @@ class _Run:
                 and row[2] in _DONE_STATUSES:
             self.summary[_DONE_STATUSES[row[2]]] += 1
             return
+        if self.pool is not None and c.opener is None:
+            # a plain file: the worker reads and hashes it (this process only writes rows)
+            self.chunk.append(c)
+            if len(self.chunk) >= POOL_CHUNK:
+                self.submit_chunk()
+            return
         try:
             data = c.read()
         except OSError as exc:
@@ -383,36 +425,113 @@ class _Run:
         if self.pool is None:
             self.outcome(c, sha, process_bytes(self.stages, data, c.path, sha, c.explicit))
             return
+        self.submit_chunk()  # earlier plain files first: results are consumed in order
         self.inflight_shas[sha] = c.path
         fut = self.pool.submit(_work, data, c.path, sha, c.explicit)
-        self.inflight.append((c, sha, data, fut))
-        while len(self.inflight) >= self.window:
+        self.inflight.append(("bytes", c, sha, data, fut))
+        self.inflight_files += 1
+        self.limit_inflight()
+
+    def submit_chunk(self) -> None:
+        if not self.chunk or self.pool is None:
+            return
+        cands, self.chunk = self.chunk, []
+        fut = self.pool.submit(_work_files, [(c.path, c.size, c.mtime_ns, c.explicit)
+                                             for c in cands])
+        self.inflight.append(("files", cands, fut))
+        self.inflight_files += len(cands)
+        self.limit_inflight()
+
+    def limit_inflight(self) -> None:
+        while self.inflight and self.inflight_files >= self.window:
             self.drain_one()
 
     def drain_one(self) -> None:
         from concurrent.futures.process import BrokenProcessPool
 
-        c, sha, data, fut = self.inflight.popleft()
-        self.inflight_shas.pop(sha, None)
+        entry = self.inflight[0]
         try:
-            res = fut.result()
+            res = entry[-1].result()
         except BrokenProcessPool:
-            # a worker died (crash in native code, OOM kill): this report is the suspect;
-            # parse the rest in this process from now on
-            self.pool.shutdown(wait=False, cancel_futures=True)
-            self.pool, self.workers = None, 1
-            rest = list(self.inflight)
-            self.inflight.clear()
-            self.problem(c.path, "parser process died while reading this file",
-                         c.size, c.mtime_ns)
-            for c2, sha2, data2, _ in rest:
-                self.inflight_shas.pop(sha2, None)
-                self.outcome(c2, sha2, process_bytes(self.stages, data2, c2.path, sha2,
-                                                     c2.explicit))
+            self.pool_died()
+            return
+        self.inflight.popleft()
+        if entry[0] == "bytes":
+            _, c, sha, _data, _fut = entry
+            self.inflight_shas.pop(sha, None)
+            self.inflight_files -= 1
+            self.outcome(c, sha, res)
+            return
+        cands = entry[1]
+        self.inflight_files -= len(cands)
+        for c, (sha, r) in zip(cands, res):
+            self.file_result(c, sha, r)
+
+    def file_result(self, c: Candidate, sha: Optional[str], res: tuple) -> None:
+        """A plain file read and processed by a worker: read errors and dedup by content here."""
+        if res[0] == "oserror":
+            self.problem(c.path, res[1], c.size, c.mtime_ns)
+            return
+        known = self.batch_shas.get(sha)
+        if known is None:
+            hit = self.conn.execute("SELECT incident_id FROM incidents WHERE sha256=?",
+                                    (sha,)).fetchone()
+            known = hit[0] if hit else None
+        if known is not None:
+            self.duplicate(c, sha, known)
             return
         self.outcome(c, sha, res)
 
+    def pool_died(self) -> None:
+        """A worker died (crash in native code, OOM kill). Every file still in flight is
+        re-parsed alone in a fresh one-worker process, so the file that kills a parser is
+        found exactly and reported; the rest of the run parses in this process."""
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        self.pool, self.workers = None, 1
+        rest = list(self.inflight)
+        self.inflight.clear()
+        self.inflight_files = 0
+        for entry in rest:
+            if entry[0] == "bytes":
+                _, c, sha, data, _fut = entry
+                self.inflight_shas.pop(sha, None)
+                res = self.isolated(_work, data, c.path, sha, c.explicit)
+                if res is None:
+                    self.problem(c.path, "parser process died while reading this file",
+                                 c.size, c.mtime_ns)
+                else:
+                    self.outcome(c, sha, res)
+                continue
+            for c in entry[1]:
+                res = self.isolated(_work_files, [(c.path, c.size, c.mtime_ns, c.explicit)])
+                if res is None:
+                    self.problem(c.path, "parser process died while reading this file",
+                                 c.size, c.mtime_ns)
+                else:
+                    self.file_result(c, *res[0])
+        pending, self.chunk = self.chunk, []
+        for c in pending:
+            self.candidate(c)
+
+    def isolated(self, fn, *args):
+        """``fn(*args)`` in a fresh one-worker process; None when that process dies."""
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+        from concurrent.futures.process import BrokenProcessPool
+
+        method = "fork" if sys.platform.startswith("linux") else "spawn"
+        pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context(method),
+                                   initializer=_worker_init,
+                                   initargs=(self.rule_files, self.dsym_paths))
+        try:
+            return pool.submit(fn, *args).result()
+        except BrokenProcessPool:
+            return None
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
     def drain(self) -> None:
+        self.submit_chunk()
         while self.inflight:
             self.drain_one()
 
@@ -583,6 +702,7 @@ def run_ingest(store, paths: Iterable[str], *, journals: Iterable = (), dsym_pat
     s["clusters_new"] = None
     s["warnings"] = []
     s["peer_symbolicated"] = 0
+    t_store = time.perf_counter()
     try:
         s["peer_symbolicated"] = _after_peers(store, run, rule_files)
     except Exception as exc:  # noqa: BLE001 - the reports are stored; say what failed
@@ -601,8 +721,8 @@ def run_ingest(store, paths: Iterable[str], *, journals: Iterable = (), dsym_pat
     s["stage_failures"] = run.stage_failures
     s["stages_missing"] = stages.missing
     s["workers"] = run.workers if run.pool_used else 1
-    s["timings"] = {"store": round(t1 - t0, 3), "cluster": round(t2 - t1, 3),
-                    "link": round(t3 - t2, 3)}
+    s["timings"] = {"store": round(t_store - t0, 3), "peers": round(t1 - t_store, 3),
+                    "cluster": round(t2 - t1, 3), "link": round(t3 - t2, 3)}
     s["seconds"] = round(t3 - t0, 3)
     return s
 

@@ -2,7 +2,10 @@
 
 The ingest stage stores the crashing thread's frames as JSON (``incidents.frames``), the last
 exception backtrace (``incidents.last_exception``) and all threads, images, header, extra and
-notes in the compressed ``incidents.detail`` blob (dataclasses turned into dicts).
+notes in the compressed ``incidents.detail`` blob (dataclasses turned into dicts). Details
+written by ingest for JSON reports hold ``images_raw`` (the report's own ``usedImages``) instead
+of ``images``: the Image records are built from it here with the parser's own rules
+(``triage.reports.ips.images_from_raw``), so the rebuilt Report equals the parsed one.
 """
 
 from __future__ import annotations
@@ -26,7 +29,22 @@ def _int(v: Any) -> Any:
     return v
 
 
+_FRAME_INTS = ("offset", "symbol_offset", "image_base", "address")
+
+
 def frame_from_dict(d: dict) -> Frame:
+    try:  # fast path: a dict written from a Frame (every key a field)
+        f = Frame(**d)
+    except TypeError:
+        pass
+    else:
+        if type(f.offset) is str or type(f.symbol_offset) is str or \
+                type(f.image_base) is str or type(f.address) is str:
+            f.offset, f.symbol_offset = _int(f.offset), _int(f.symbol_offset)
+            f.image_base, f.address = _int(f.image_base), _int(f.address)
+        if type(f.inline) is not bool:
+            f.inline = bool(f.inline)
+        return f
     kw = {k: v for k, v in d.items() if k in _FRAME_FIELDS}
     for k in ("offset", "symbol_offset", "image_base", "address"):
         if k in kw:
@@ -54,6 +72,12 @@ def thread_from_dict(d: dict, index: int) -> Thread:
     kw = {k: v for k, v in d.items() if k in _THREAD_FIELDS}
     kw.setdefault("index", index)
     return Thread(frames=frames_from_json(d.get("frames")), **kw)
+
+
+def _db_unpack():
+    from triage.store.db import unpack
+
+    return unpack
 
 
 def resolve_incident_id(conn: sqlite3.Connection, text: str) -> str | None:
@@ -98,13 +122,31 @@ def report_from_row(rec: dict, jload=None, unpack=None) -> Report:
     except Exception:  # noqa: BLE001
         report.asi = None
     detail: dict = {}
+    raw_images = None
     try:
-        detail = unpack(rec.get("detail")) or {}
+        blob = rec.get("detail")
+        if unpack is _db_unpack() and blob is not None:
+            # skip unpack's images_raw -> dicts step: build the Image records directly
+            from triage.store.db import decompress_blob
+            import orjson
+
+            detail = orjson.loads(decompress_blob(blob))
+            if not isinstance(detail, dict):
+                detail = {}
+            raw_images = detail.pop("images_raw", None)
+        else:
+            detail = unpack(blob) or {}
     except Exception:  # noqa: BLE001 - a damaged blob: fall back to the frames column
         detail = {}
     threads = detail.get("threads") or []
     report.threads = [thread_from_dict(t, i) for i, t in enumerate(threads) if isinstance(t, dict)]
-    report.images = [image_from_dict(d) for d in detail.get("images") or [] if isinstance(d, dict)]
+    if raw_images is not None:
+        from triage.reports.ips import images_from_raw
+
+        report.images = images_from_raw(raw_images)
+    else:
+        report.images = [image_from_dict(d) for d in detail.get("images") or []
+                         if isinstance(d, dict)]
     report.header = detail.get("header")
     report.extra = detail.get("extra") or {}
     report.notes = list(detail.get("notes") or [])

@@ -9,13 +9,22 @@ Entry points (called by ``triage.reports.detect``):
   text bodies before the text parser fills the rest).
 
 No regex runs per frame: frames are plain dict lookups.
+
+Ingest speed-up (``raw_images()``): inside ``with raw_images() as held:``, crash bodies keep
+``usedImages`` as the decoded JSON list instead of building ~200-600 ``Image`` records per
+report: ``Report.images`` is left empty and ``(report, usedImages)`` is appended to ``held``.
+Frames are unaffected (their image name/uuid/base/path are resolved, lazily, from the same raw
+entries with the same rules). ``images_from_raw(raw)`` builds the ``Image`` list later, exactly as
+the normal path would have; ``triage.store.db.unpack`` does so for stored details.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-from typing import Any
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any, Iterator
 
 import orjson
 
@@ -138,41 +147,126 @@ def _i(v):
     return v if type(v) is int else as_int(v)
 
 
+#: set by raw_images(): a list collecting (report, raw usedImages) instead of building Images
+_RAW_IMAGES: ContextVar[list | None] = ContextVar("triage_ips_raw_images", default=None)
+
+
+@contextmanager
+def raw_images() -> Iterator[list]:
+    """Within the block, JSON crash bodies keep ``usedImages`` raw (see the module docstring)."""
+    held: list = []
+    token = _RAW_IMAGES.set(held)
+    try:
+        yield held
+    finally:
+        _RAW_IMAGES.reset(token)
+
+
+def images_from_raw(raw) -> list[Image]:
+    """The ``Image`` records for a raw ``usedImages`` list (same as a normal parse builds)."""
+    return _images(raw, [])[0]
+
+
+def _lookup_entry(im) -> tuple:
+    """(name, uuid, base, path) of one raw usedImages entry, as _images computes them."""
+    if type(im) is not dict:
+        return (None, None, None, None)
+    g = im.get
+    uuid = canon_uuid(g("uuid"))
+    path = _s(g("path"))
+    name = _s(g("name"))
+    if not name and path:
+        name = path.rstrip("/").rsplit("/", 1)[-1] or None
+    if uuid == ZERO_UUID:
+        uuid = None
+    return (name, uuid, _i(g("base")), path)
+
+
+class _LazyLookup:
+    """A lookup list whose entries are computed from the raw images on first use."""
+
+    __slots__ = ("raw", "entries")
+
+    def __init__(self, raw: list):
+        self.raw = raw
+        self.entries: list = [None] * len(raw)
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __getitem__(self, idx: int) -> tuple:
+        e = self.entries[idx]
+        if e is None:
+            e = self.entries[idx] = _lookup_entry(self.raw[idx])
+        return e
+
+
+_IMAGE_ORDER = ("index", "name", "uuid", "base", "size", "path", "arch", "source", "bundle_id",
+                "version")
+
+
+def _image_kw(*values) -> Image:
+    return Image(**dict(zip(_IMAGE_ORDER, values)))
+
+
+# Positional construction is faster; only used while records.Image keeps this field order.
+_make_image = (Image if tuple(f.name for f in dataclasses.fields(Image))[:len(_IMAGE_ORDER)]
+               == _IMAGE_ORDER else _image_kw)
+
+
 def _images(raw, notes: list[str]) -> tuple[list[Image], list[tuple]]:
-    """Images and a parallel lookup list of (name, uuid, base, path) for frames."""
+    """Images and a parallel lookup list of (name, uuid, base, path) for frames.
+
+    Hot loop (200-600 images per report): type checks inline, positional construction.
+    """
     images: list[Image] = []
     lookup: list[tuple] = []
     if type(raw) is not list:
         if raw is not None:
             notes.append("usedImages is not a list: images ignored")
         return images, lookup
+    add_image = images.append
+    add_lookup = lookup.append
+    make = _make_image
+    str_ = str
+    int_ = int
     for i, im in enumerate(raw):
         if type(im) is not dict:
-            images.append(Image(index=i))
-            lookup.append((None, None, None, None))
+            add_image(Image(index=i))
+            add_lookup((None, None, None, None))
             continue
         g = im.get
         uuid = canon_uuid(g("uuid"))
-        path = _s(g("path"))
-        name = _s(g("name"))
-        if not name and path:
-            name = path.rstrip("/").rsplit("/", 1)[-1] or None
         if uuid == ZERO_UUID:
             uuid = None
-        base = _i(g("base"))
-        images.append(Image(
-            index=i,
-            name=name,
-            uuid=uuid,
-            base=base,
-            size=_i(g("size")),
-            path=path,
-            arch=_s(g("arch")),
-            source=_s(g("source")),
-            bundle_id=_s(g("CFBundleIdentifier")),
-            version=_s(g("CFBundleShortVersionString")),
-        ))
-        lookup.append((name, uuid, base, path))
+        path = g("path")
+        if path is not None and type(path) is not str_:
+            path = as_str(path)
+        name = g("name")
+        if name is not None and type(name) is not str_:
+            name = as_str(name)
+        if not name and path:
+            name = path.rstrip("/").rsplit("/", 1)[-1] or None
+        base = g("base")
+        if base is not None and type(base) is not int_:
+            base = as_int(base)
+        size = g("size")
+        if size is not None and type(size) is not int_:
+            size = as_int(size)
+        arch = g("arch")
+        if arch is not None and type(arch) is not str_:
+            arch = as_str(arch)
+        source = g("source")
+        if source is not None and type(source) is not str_:
+            source = as_str(source)
+        bundle = g("CFBundleIdentifier")
+        if bundle is not None and type(bundle) is not str_:
+            bundle = as_str(bundle)
+        version = g("CFBundleShortVersionString")
+        if version is not None and type(version) is not str_:
+            version = as_str(version)
+        add_image(make(i, name, uuid, base, size, path, arch, source, bundle, version))
+        add_lookup((name, uuid, base, path))
     return images, lookup
 
 
@@ -268,8 +362,15 @@ def _asi(raw) -> dict[str, list[str]] | None:
 
 
 def _fill_crash(rep: Report, b: dict, notes: list[str]) -> None:
-    images, lookup = _images(b.get("usedImages"), notes)
-    rep.images = images
+    raw_imgs = b.get("usedImages")
+    held = _RAW_IMAGES.get()
+    if held is not None and type(raw_imgs) is list:
+        held.append((rep, raw_imgs))   # Image records are built when (if) they are read
+        rep.images = []
+        lookup = _LazyLookup(raw_imgs)
+    else:
+        images, lookup = _images(raw_imgs, notes)
+        rep.images = images
 
     exc = b.get("exception")
     if isinstance(exc, dict):

@@ -34,9 +34,26 @@ def pack(obj: Any) -> bytes:
 
 
 def unpack(blob: bytes | None) -> Any:
+    """The object ``pack``/``compress_blob`` stored.
+
+    An incident ``detail`` written by ingest holds the report's raw ``usedImages`` as
+    ``images_raw`` (building image records at ingest costs more than parsing everything else);
+    it is returned with the usual ``images`` list (the dicts a normal parse would have stored),
+    so every reader sees one format.
+    """
     if blob is None:
         return None
-    return orjson.loads(decompress_blob(blob))
+    obj = orjson.loads(decompress_blob(blob))
+    if type(obj) is dict and "images_raw" in obj:
+        obj["images"] = _images_from_raw(obj.pop("images_raw"))
+    return obj
+
+
+def _images_from_raw(raw: Any) -> list:
+    from triage.reports.ips import images_from_raw
+
+    return orjson.loads(orjson.dumps(images_from_raw(raw), option=orjson.OPT_NON_STR_KEYS,
+                                     default=_default))
 
 
 # Blob compression: zstd level 1 when the ``zstandard`` package is there (about 3x faster than

@@ -1,0 +1,200 @@
+"""Ingest speed-ups keep every contract: raw usedImages in the detail blob, lazy frame lookups,
+workers that read files by path (issue 2 throughput work)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import orjson
+import pytest
+
+from triage import ingest as ing
+from triage.frames.stored import load_report
+from triage.records import Image
+from triage.reports import ips
+from triage.reports.detect import parse_bytes
+from triage.store import db
+from triage.store.db import Store, unpack
+
+from test_ingest import ips_bytes, make_reports
+
+CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
+
+ODD_IMAGES = [
+    {"uuid": "AAAAAAAA-BBBB-CCCC-DDDD-EEEEEEEEEEEE", "base": 4096, "size": 10, "path": "/a/libx.dylib",
+     "arch": "arm64e", "source": "P", "CFBundleIdentifier": "com.x", "CFBundleShortVersionString": "1"},
+    {"uuid": 5, "path": 7, "name": "", "base": "0x10", "size": 1.0, "arch": True},
+    "not an image",
+    {"path": "/System/Frameworks/Metal.framework/"},
+    {"uuid": "00000000-0000-0000-0000-000000000000", "name": None, "base": 2**70},
+]
+
+
+def _old_images(raw):
+    """usedImages -> Image, the straightforward way (the contract the fast loop must keep)."""
+    out = []
+    for i, im in enumerate(raw):
+        if not isinstance(im, dict):
+            out.append(Image(index=i))
+            continue
+        from triage.reports.common import ZERO_UUID, as_int, as_str, canon_uuid
+
+        s = lambda v: v if type(v) is str else as_str(v)  # noqa: E731
+        n = lambda v: v if type(v) is int else as_int(v)  # noqa: E731
+        uuid = canon_uuid(im.get("uuid"))
+        path, name = s(im.get("path")), s(im.get("name"))
+        if not name and path:
+            name = path.rstrip("/").rsplit("/", 1)[-1] or None
+        out.append(Image(index=i, name=name, uuid=None if uuid == ZERO_UUID else uuid,
+                         base=n(im.get("base")), size=n(im.get("size")), path=path,
+                         arch=s(im.get("arch")), source=s(im.get("source")),
+                         bundle_id=s(im.get("CFBundleIdentifier")),
+                         version=s(im.get("CFBundleShortVersionString"))))
+    return out
+
+
+def test_images_loop_matches_the_plain_rules():
+    images, lookup = ips._images(ODD_IMAGES, [])
+    assert images == _old_images(ODD_IMAGES)
+    assert [(im.name, im.uuid, im.base, im.path) for im in images] == lookup
+    assert images[0].uuid == "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee"
+    assert images[3].name == "Metal.framework" and images[4].uuid is None
+    notes: list[str] = []
+    assert ips._images({"x": 1}, notes) == ([], []) and notes
+
+
+def test_raw_mode_gives_same_frames_and_defers_images():
+    data = ips_bytes(3, nthreads=4)
+    plain = parse_bytes(data, "/r.ips", "s")
+    with ips.raw_images() as held:
+        fast = parse_bytes(data, "/r.ips", "s")
+    assert len(held) == 1 and held[0][0] is fast
+    assert fast.images == [] and plain.images
+    assert fast.threads == plain.threads
+    assert fast.last_exception_backtrace == plain.last_exception_backtrace
+    assert ips.images_from_raw(held[0][1]) == plain.images
+    # outside the block nothing is deferred
+    assert parse_bytes(data, "/r.ips", "s").images == plain.images
+
+
+def test_lazy_lookup_matches_full_lookup():
+    raw = ODD_IMAGES
+    lazy = ips._LazyLookup(raw)
+    _, full = ips._images(raw, [])
+    assert len(lazy) == len(full)
+    assert [lazy[i] for i in range(len(raw))] == full
+
+
+def test_detail_with_raw_images_reads_as_the_usual_images():
+    blob = db.compress_blob(orjson.dumps({"threads": [], "images_raw": ODD_IMAGES[:4],
+                                          "header": None, "extra": {}, "notes": []}))
+    got = unpack(blob)
+    assert "images_raw" not in got
+    want = orjson.loads(orjson.dumps(ips.images_from_raw(ODD_IMAGES[:4])))
+    assert got["images"] == want and got["images"][0]["index"] == 0
+    assert set(got["images"][1]) == {f for f in Image.__dataclass_fields__}
+
+
+def _stored_vs_parsed(store: Store, path: Path):
+    iid = store.conn.execute("SELECT incident_id FROM incidents WHERE path=?",
+                             (str(path),)).fetchone()[0]
+    rep = load_report(store.conn, iid)
+    stages = ing.load_stages()
+    parsed = parse_bytes(path.read_bytes(), str(path), rep.sha256)
+    ing.enrich(stages, parsed)
+    return rep, parsed
+
+
+def test_stored_report_equals_parsed_report(tmp_path):
+    files = make_reports(tmp_path / "DR", 3)
+    store = Store.open(tmp_path / "s.db")
+    ing.run_ingest(store, [tmp_path / "DR"], workers=1)
+    for p in files:
+        rep, parsed = _stored_vs_parsed(store, p)
+        assert rep.images == parsed.images and len(rep.images) == 2
+        assert rep.threads == parsed.threads
+        detail = unpack(store.conn.execute("SELECT detail FROM incidents WHERE path=?",
+                                           (str(p),)).fetchone()[0])
+        assert detail["images"] == orjson.loads(orjson.dumps(parsed.images))
+    store.close()
+
+
+def test_pool_reads_files_in_workers_same_store(tmp_path, monkeypatch):
+    """Workers read plain files by path, in chunks; archive members still go as bytes."""
+    import zipfile
+
+    make_reports(tmp_path / "DR", 23)
+    (tmp_path / "DR" / "mlcompiler-00003-copy.ips").write_bytes(ips_bytes(3))  # same bytes
+    (tmp_path / "DR" / "gone.ips").write_bytes(ips_bytes(99))
+    with zipfile.ZipFile(tmp_path / "more.zip", "w") as z:
+        for i in range(30, 35):
+            z.writestr(f"r{i}.ips", ips_bytes(i))
+    real_open = os.open
+    gone = str(tmp_path / "DR" / "gone.ips")
+
+    def fake_open(path, *a, **kw):
+        if os.fspath(path) == gone:
+            raise PermissionError(13, "Permission denied", gone)
+        return real_open(path, *a, **kw)
+
+    monkeypatch.setattr(os, "open", fake_open)   # inherited by forked workers
+    monkeypatch.setattr(ing, "POOL_MIN_FILES", 2)
+    monkeypatch.setattr(ing, "POOL_CHUNK", 3)
+    a, b = Store.open(tmp_path / "a.db"), Store.open(tmp_path / "b.db")
+    paths = [tmp_path / "DR", tmp_path / "more.zip"]
+    sa = ing.run_ingest(a, paths, workers=1)
+    sb = ing.run_ingest(b, paths, workers=2)
+    assert sb["workers"] == 2
+    for key in ("files_seen", "ingested", "already_known", "skipped", "errors", "by_kind"):
+        assert sa[key] == sb[key], key
+    assert sb["ingested"] == 23 + 5 and sb["already_known"] == 1
+    assert sb["errors"] == [{"path": gone, "reason": "permission denied"}]
+    cols = ", ".join(c for c in ing.INCIDENT_COLUMNS if c != "ingested_at")
+    q = f"SELECT {cols} FROM incidents ORDER BY incident_id"
+    ra, rb = a.conn.execute(q).fetchall(), b.conn.execute(q).fetchall()
+    assert len(ra) == 28 and [r[:-1] for r in ra] == [r[:-1] for r in rb]
+    q = "SELECT path, sha256, status, incident_id FROM files ORDER BY path"
+    assert a.conn.execute(q).fetchall() == b.conn.execute(q).fetchall()
+    a.close()
+    b.close()
+
+
+def test_dead_worker_in_a_chunk_is_found_exactly(tmp_path, monkeypatch):
+    make_reports(tmp_path / "DR", 20)
+    victim = str(tmp_path / "DR" / "mlcompiler-00011.ips")
+    real = ing.process_bytes
+    parent = os.getpid()
+
+    def dying(stages, data, path, sha, explicit):
+        if path == victim and os.getpid() != parent:
+            os._exit(3)
+        return real(stages, data, path, sha, explicit)
+
+    monkeypatch.setattr(ing, "POOL_MIN_FILES", 1)
+    monkeypatch.setattr(ing, "POOL_CHUNK", 4)
+    monkeypatch.setattr(ing, "process_bytes", dying)
+    store = Store.open(tmp_path / "s.db")
+    s = ing.run_ingest(store, [tmp_path / "DR"], workers=2)
+    assert [e["path"] for e in s["errors"]] == [victim]
+    assert s["ingested"] == 19
+    store.close()
+
+
+@pytest.mark.skipif(not CORPUS.is_dir(), reason="shared corpus not present")
+def test_corpus_stored_reports_equal_parsed(tmp_path):
+    files = sorted(p for p in CORPUS.rglob("*.ips") if p.is_file())[:40]
+    if not files:
+        pytest.skip("no .ips files in the corpus")
+    store = Store.open(tmp_path / "s.db")
+    ing.run_ingest(store, [str(p) for p in files], workers=1)
+    checked = 0
+    for p in files:
+        row = store.conn.execute("SELECT incident_id FROM incidents WHERE path=?",
+                                 (str(p),)).fetchone()
+        if row is None:
+            continue
+        rep, parsed = _stored_vs_parsed(store, p)
+        assert rep.images == parsed.images, p
+        checked += 1
+    assert checked
+    store.close()
