@@ -5,8 +5,9 @@
     .venv/bin/python benchmarks/cluster.py --reports 100000 --stacks 2000
 
 Prints the seconds of ``triage.cluster.assign_new`` on the full store (cluster every stack and
-set ``incidents.cluster_id`` of every report), of an incremental batch on top of it, of a
-``recluster --dry-run``-equivalent batch clustering in memory, and the peak RSS.
+set ``incidents.cluster_id`` of every report: the bulk path), of an incremental batch on top of
+it, of a ``recluster --dry-run``-equivalent batch clustering in memory, the cost of one
+pairwise distance, and the peak RSS.
 Building the synthetic store is not timed.
 """
 
@@ -127,9 +128,22 @@ def main() -> int:
           f"new clusters {res2['new_clusters']}")
     t = time.perf_counter()
     infos = _load_stacks(store.conn, "", settings, _Interner())
-    labels = cluster_stacks(infos, settings, Scorer(settings))
+    scorer = Scorer(settings)
+    labels = cluster_stacks(infos, settings, scorer)
     print(f"batch cluster_stacks ({len(infos)} stacks, as recluster does): "
           f"{time.perf_counter() - t:.2f} s -> {len(set(labels))} clusters")
+    # the pairwise distance alone (rapidfuzz alignment), over same-block compatible pairs
+    blocks: dict = {}
+    for st in infos:
+        blocks.setdefault(st.block, []).append(st)
+    pairs = [(a, b) for g in blocks.values() for i, a in enumerate(g[:60]) for b in g[i + 1:60]
+             if scorer.compatible(a, b)][:20_000]
+    if pairs:
+        t = time.perf_counter()
+        for a, b in pairs:
+            scorer.distance_raw(a, b)
+        print(f"distance_raw: {(time.perf_counter() - t) / len(pairs) * 1e6:.1f} us/pair "
+              f"({len(pairs)} same-block pairs)")
     store.close()
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     print(f"peak RSS: {rss / 1024:.0f} MB")

@@ -135,7 +135,8 @@ def bench(folder: Path, files: list[Path], workdir: Path, workers: str, label: s
           f"{pipeline / floor:.1f}x without clustering/linking (target 2x)")
     cpu = cold.get("cpu") or {}
     if cpu:
-        print(f"  CPU seconds: main process {cpu['main']:.2f} (incl. clustering), parser workers {cpu['children']:.2f} "
+        print(f"  CPU seconds: main process {cpu['main']:.2f} (incl. clustering), "
+              f"parser workers {cpu['children']:.2f} "
               f"(= {1000 * (cpu['main'] + cpu['children']) / n:.2f} ms per report)")
     if cold.get("stages_missing"):
         print(f"  (stages not installed: {', '.join(cold['stages_missing'])})")

@@ -5,11 +5,11 @@ Two tiers (docs/clustering.md):
 1. identity: the exception class and masked abort message (the signature's tail) must be equal,
    and the signature frames must agree position by position (a symbolized frame only matches the
    same function; an unsymbolized ``module+offset`` frame matches any frame of the same module);
-2. similarity: a position-weighted alignment score (PDM, ReBucket) over the top frames, with
-   average linkage and a distance threshold (scikit-learn AgglomerativeClustering) inside
-   candidate blocks (same tail and same modules of the first two frames). Only pairs that pass
-   tier 1 are scored; connected components of "close" pairs are clustered, so there is never an
-   all-pairs matrix over the whole store.
+2. similarity: a position-weighted edit distance (TraceSim-like; alignment by rapidfuzz) over
+   the top frames, with average linkage and a distance threshold (scikit-learn
+   AgglomerativeClustering) inside candidate blocks (same tail and same modules of the first
+   two frames). Only pairs that pass tier 1 are scored; connected components of "close" pairs
+   are clustered, so there is never an all-pairs matrix over the whole store.
 
 Cluster ids are permanent: ``stacks.cluster_id`` holds the *natural* cluster of a stack, and user
 overrides (``merge``/``split``, table ``cluster_overrides``, ``clusters.merged_into``) are applied
@@ -158,6 +158,9 @@ def make_stack(stack_id: str, signature: str, tokens: list[str], settings: Clust
 
 # ------------------------------------------------------------------------------------ distance
 
+GAP_DP_CELLS = 36   # gaps up to this many cells (len_a * len_b) are scored exactly (_gap_dp)
+
+
 class Scorer:
     """Pairwise stack distance (1 - position-weighted similarity) with tier-1 constraints."""
 
@@ -201,17 +204,18 @@ class Scorer:
 
         Cost model: inserting or deleting a frame costs its weight; substituting costs both
         weights, less the partial credit of an unsymbolized frame against a frame of the same
-        module (``unsymbolized``; ``unsymbolized_pair`` for two unsymbolized frames). A frame's
-        weight decays with its position (``exp(-decay * i)``) and is multiplied by ``outside``
-        beyond the crash region. So cost = total weight - credit of the aligned pairs (an equal
-        pair earns both weights, a same-module pair its partial credit).
+        module (``unsymbolized``; ``unsymbolized_pair`` for two unsymbolized frames; nothing for
+        two different symbolized frames). A frame's weight decays with its position
+        (``exp(-decay * i)``) and is multiplied by ``outside`` beyond the crash region. So
+        cost = total weight - credit of the aligned pairs (an equal pair earns both weights).
 
-        The alignment is computed in C by rapidfuzz: ``Indel`` (LCS) over the interned frame
-        ids gives the anchors (equal frames); each gap between anchors is aligned by ``Indel``
-        over the interned module ids (a symbolized frame may only pair with an unsymbolized one).
-        This maximizes the *number* of matched frames rather than their weight, so the cost can
-        be slightly above the exact weighted optimum (the DP kept as the reference in
-        tests/test_cluster.py) when two alignments match equally many frames.
+        Alignment (docs/clustering.md, "Distance"): rapidfuzz ``Indel`` (LCS, in C) over the
+        interned frame ids gives the anchors (equal frames); each gap between anchors is aligned
+        by ``Indel`` over module keys (``_gap_credit``; exactly by a DP when the gap is small or
+        mixed); the whole stacks are also aligned by module keys, in case an anchor pinned a
+        deep frame. The best credit wins. Each candidate is a valid alignment, so the result is
+        never below the exact optimum (the former DP, kept as the reference in
+        tests/test_cluster.py) and is usually equal to it.
         """
         ai, bi = a.ids, b.ids
         if ai == bi:
@@ -246,7 +250,15 @@ class Scorer:
         ``unsymbolized_pair`` (both unsymbolized); two symbolized frames earn nothing. LCS
         (rapidfuzz ``Indel``) only knows equal/different, so the gap is aligned under a few
         key encodings that each admit one family of pairs (the other frames get unique keys),
-        forwards and reversed (LCS ties broken both ways), and the best credit is kept."""
+        forwards and reversed (LCS ties broken both ways), and the best credit is kept.
+
+        Two things rapidfuzz cannot express go to a small exact DP over the gap only
+        (``_gap_dp``): (1) the weights: LCS maximizes the *number* of pairs and breaks ties
+        blindly, while a pair near the top is worth more — small gaps (<= ``GAP_DP_CELLS``
+        cells, cheap) are scored exactly; (2) a gap where *both* sides mix symbolized and
+        unsymbolized frames ("same module and not both symbolized" is not an equivalence:
+        sym a1 ~ unsym b2 ~ unsym a2 ~ sym b1, but a1 !~ b1, so no key encoding admits exactly
+        those pairs)."""
         am, bm = a.mods[i1:i2], b.mods[j1:j2]
         if set(am).isdisjoint(bm):
             return 0.0
@@ -255,6 +267,9 @@ class Scorer:
         if not (a_uns or b_uns or whole):
             return 0.0          # two symbolized frames of one module: no credit
         a_sym, b_sym = any(asym), any(bsym)
+        if not whole and ((i2 - i1) * (j2 - j1) <= GAP_DP_CELLS
+                          or (a_uns and b_uns and a_sym and b_sym)):
+            return self._gap_dp(a, b, i1, i2, j1, j2)
 
         def keys(mods, sym, show, side):
             # show: None = every frame, True = symbolized only, False = unsymbolized only;
@@ -304,6 +319,26 @@ class Scorer:
                 if c > best:
                     best = c
         return best
+
+    def _gap_dp(self, a: StackInfo, b: StackInfo, i1: int, i2: int, j1: int, j2: int) -> float:
+        """Exact best credit of one gap (credit-maximizing alignment, O(gap^2) in Python): for
+        small gaps and gaps whose both sides mix symbolized and unsymbolized frames."""
+        wa, wb, am, bm, asy, bsy = a.weights, b.weights, a.mods, b.mods, a.sym, b.sym
+        unsym, upair = self.s.unsymbolized, self.s.unsymbolized_pair
+        prev = [0.0] * (j2 - j1 + 1)
+        for i in range(i1, i2):
+            cur = [0.0] * (j2 - j1 + 1)
+            xm, xs, wx = am[i], asy[i], wa[i]
+            for j in range(j1, j2):
+                k = j - j1
+                best = prev[k + 1] if prev[k + 1] > cur[k] else cur[k]
+                if xm == bm[j] and not (xs and bsy[j]):
+                    c = prev[k] + (unsym if (xs or bsy[j]) else upair) * (wx + wb[j])
+                    if c > best:
+                        best = c
+                cur[k + 1] = best
+            prev = cur
+        return prev[-1]
 
     def distance(self, a: StackInfo, b: StackInfo) -> float:
         if not self.compatible(a, b):
@@ -648,8 +683,19 @@ def _refresh_incidents(conn, ov: Overrides) -> None:
     """Recompute incidents.cluster_id of every clustered incident from stacks + overrides."""
     rows = conn.execute("SELECT stack_id, cluster_id, signature FROM stacks "
                         "WHERE cluster_id IS NOT NULL").fetchall()
-    conn.executemany("UPDATE incidents SET cluster_id=? WHERE stack_id=?",
-                     [(ov.for_stack(cid, sig), sid) for sid, cid, sig in rows])
+    # set-wise, and only the rows whose id changes are written (a merge on a 1M-report store
+    # rewrites the merged cluster's rows, not every row)
+    conn.execute("CREATE TEMP TABLE IF NOT EXISTS cluster_assign("
+                 "stack_id TEXT PRIMARY KEY, cluster_id TEXT) WITHOUT ROWID")
+    conn.execute("DELETE FROM temp.cluster_assign")
+    conn.executemany("INSERT INTO temp.cluster_assign(stack_id, cluster_id) VALUES(?,?)",
+                     [(sid, ov.for_stack(cid, sig)) for sid, cid, sig in rows])
+    conn.execute("UPDATE incidents SET cluster_id = (SELECT a.cluster_id FROM "
+                 "temp.cluster_assign a WHERE a.stack_id = incidents.stack_id) "
+                 "WHERE stack_id IN (SELECT stack_id FROM "
+                 "temp.cluster_assign) AND cluster_id IS NOT (SELECT a.cluster_id FROM "
+                 "temp.cluster_assign a WHERE a.stack_id = incidents.stack_id)")
+    conn.execute("DELETE FROM temp.cluster_assign")
     _apply_incident_splits(conn, ov)
 
 

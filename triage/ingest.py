@@ -35,9 +35,10 @@ BATCH_SIZE = 500
 BATCH_BYTES = 64 * 1024 * 1024
 #: parse in worker processes from this many candidates on (below, a pool costs more than it saves)
 POOL_MIN_FILES = 64
-#: files in flight per worker (bounds memory: the main process holds at most the bytes of the
-#: archive members among them; plain files are read by the workers)
-POOL_WINDOW_PER_WORKER = 32
+#: files in flight per worker (bounds memory; enough to keep the workers busy while a batch
+#: commits and SQLite checkpoints the WAL). The main process holds the bytes only of the archive
+#: members among them (plain files are read by the workers) plus the finished rows.
+POOL_WINDOW_PER_WORKER = 128
 #: plain files handed to a worker per task (by path: the worker reads, hashes, parses)
 POOL_CHUNK = 8
 

@@ -29,12 +29,12 @@ def _int(v: Any) -> Any:
     return v
 
 
-_FRAME_INTS = ("offset", "symbol_offset", "image_base", "address")
+_FRAME_ORDER = tuple(f.name for f in fields(Frame))
 
 
 def frame_from_dict(d: dict) -> Frame:
-    try:  # fast path: a dict written from a Frame (every key a field)
-        f = Frame(**d)
+    try:  # fast path: a dict written from a Frame (every key a field, usually in field order)
+        f = Frame(*d.values()) if tuple(d) == _FRAME_ORDER else Frame(**d)
     except TypeError:
         pass
     else:
