@@ -8,7 +8,6 @@ Cluster assignments are left alone: ``triage recluster`` regroups changed signat
 
 from __future__ import annotations
 
-import zlib
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
@@ -33,6 +32,24 @@ def _dumps(obj: Any) -> bytes:
 
 def _jtext(obj: Any) -> Optional[str]:
     return None if obj is None else _dumps(obj).decode()
+
+
+def _new_detail(old_blob: Optional[bytes], rep) -> bytes:
+    """The detail blob with the report's new threads and notes; everything else (images in
+    whichever form ingest stored them, header, extra) is carried over as stored."""
+    from triage.store.db import compress_blob, decompress_blob
+
+    detail: dict[str, Any] = {}
+    if old_blob is not None:
+        try:
+            detail = orjson.loads(decompress_blob(old_blob))
+        except Exception:  # noqa: BLE001 - unreadable old blob: rebuild it whole
+            detail = {}
+    if not isinstance(detail, dict) or not detail:
+        detail = {"images": rep.images, "header": rep.header, "extra": rep.extra}
+    detail["threads"] = rep.threads
+    detail["notes"] = rep.notes
+    return compress_blob(_dumps(detail))
 
 
 def _signature_fn(rule_files: list[Path]):
@@ -101,7 +118,8 @@ def resymbolicate_store(store, dsym_paths: Iterable[Path], rule_files: Iterable[
             conn.execute("UPDATE incidents SET needs_symbols=? WHERE incident_id=?",
                          (1 if has_unresolved(rep) else 0, iid))
             old = conn.execute("SELECT frames, last_exception, signature, proto_signature, "
-                               "stack_id FROM incidents WHERE incident_id=?", (iid,)).fetchone()
+                               "stack_id, detail FROM incidents WHERE incident_id=?",
+                               (iid,)).fetchone()
             new_frames = _jtext(rep.crashing_frames())
             new_le = _jtext(rep.last_exception_backtrace)
             if not n_dsym and not n_peer and new_frames == old[0] and new_le == old[1]:
@@ -112,9 +130,7 @@ def resymbolicate_store(store, dsym_paths: Iterable[Path], rule_files: Iterable[
                     sig = signature(rep)
                 except Exception as exc:  # noqa: BLE001
                     summary["problems"].append(f"{iid}: signature failed: {exc}")
-            detail = zlib.compress(_dumps({"threads": rep.threads, "images": rep.images,
-                                           "header": rep.header, "extra": rep.extra,
-                                           "notes": rep.notes}), 3)
+            detail = _new_detail(old[5], rep)
             new_sig = (getattr(sig, "signature", None), getattr(sig, "proto_signature", None),
                        getattr(sig, "stack_id", None)) if sig is not None else tuple(old[2:5])
             conn.execute("UPDATE incidents SET frames=?, last_exception=?, detail=?, "
