@@ -715,7 +715,7 @@ def run_ingest(store, paths: Iterable[str], *, journals: Iterable = (), dsym_pat
         s["warnings"].append(f"clustering failed: {type(exc).__name__}: {exc}")
     t2 = time.perf_counter()
     try:
-        _after_link(store, run, stages, list(journals))
+        _after_link(store, run, list(journals), _roots(paths))
     except Exception as exc:  # noqa: BLE001
         s["warnings"].append(f"linking failed: {type(exc).__name__}: {exc}")
     t3 = time.perf_counter()
@@ -726,6 +726,18 @@ def run_ingest(store, paths: Iterable[str], *, journals: Iterable = (), dsym_pat
                     "cluster": round(t2 - t1, 3), "link": round(t3 - t2, 3)}
     s["seconds"] = round(t3 - t0, 3)
     return s
+
+
+def _roots(paths: list[str]) -> list[str]:
+    """The folders the user named (a file's or glob's folder), where journals are looked for."""
+    roots = []
+    for p in paths:
+        p = os.path.abspath(os.path.expanduser(p))
+        if not os.path.isdir(p):
+            p = os.path.dirname(p.split("!", 1)[0]) if not any(c in p for c in "*?[") else \
+                os.path.dirname(p[:min(p.find(c) for c in "*?[" if c in p)])
+        roots.append(p)
+    return roots
 
 
 def _after_peers(store, run: "_Run", rule_files: list) -> int:
@@ -762,29 +774,22 @@ def _after_cluster(store, stages: Stages) -> Optional[int]:
     return n if isinstance(n, int) else None
 
 
-def _after_link(store, run: _Run, stages: Stages, journals: list) -> None:
-    (link_pending,) = _optional("triage.context.link", "link_pending")
+def _after_link(store, run: _Run, journals: list, roots: list[str]) -> None:
+    """Link this run's crashes (and earlier unlinked ones) to compile records; journal problems
+    become errors, ambiguous links become warnings (never guessed silently)."""
+    from triage.context.link import link_pending
+
     s = run.summary
-    if link_pending is None:
-        stages.missing.append("link")
-        return
-    res = link_pending(store, journals=journals, report_paths=run.ingested_paths)
-    if not isinstance(res, dict):
-        return
-    if "linked" in res:
-        s["linked"] = res["linked"]
+    res = link_pending(store, journals=journals, report_paths=run.ingested_paths, roots=roots)
+    s["linked"] = res.get("linked", 0)
+    s["ambiguous"] = res.get("ambiguous", 0)
     for p in res.get("problems") or ():
-        if isinstance(p, FileProblem):
-            path, reason = p.path, p.reason
-        elif isinstance(p, dict):
-            path, reason = str(p.get("path", "")), str(p.get("reason", ""))
-        elif isinstance(p, (tuple, list)) and len(p) == 2:
-            path, reason = str(p[0]), str(p[1])
-        else:
-            path, reason = "", str(p)
+        path, reason = str(p.get("path", "")), str(p.get("reason", ""))
         s["errors"].append({"path": path, "reason": reason})
         if run.on_problem is not None:
             run.on_problem(path, reason)
+    for a in res.get("ambiguities") or ():
+        s["warnings"].append(f"{a.get('path') or a.get('incident_id')}: {a.get('reason')}")
 
 
 def _progress(progress: Any):
