@@ -23,13 +23,13 @@ from typing import Iterable, Iterator
 
 from triage.errors import UserError
 from triage.records import Frame, Report
+from triage.reports.common import canon_uuid
 
 ZERO_UUID = "00000000-0000-0000-0000-000000000000"
 _MACHO_MAGICS = {
     b"\xfe\xed\xfa\xce", b"\xce\xfa\xed\xfe", b"\xfe\xed\xfa\xcf", b"\xcf\xfa\xed\xfe",
     b"\xca\xfe\xba\xbe", b"\xbe\xba\xfe\xca",   # fat (also Java class files: symbolic rejects those)
 }
-_HEX32 = re.compile(r"^[0-9a-f]{32}$")
 #: never walk more than this many files under one --dsym path
 MAX_FILES_PER_PATH = 200_000
 #: sym_addr symbolic reports for inline entries ("unknown")
@@ -37,13 +37,9 @@ _NO_ADDR = 0xFFFFFFFF
 
 
 def canonical_uuid(value) -> str | None:
-    """``4C4C44C9-5555-...`` / ``4c4c44c95555...`` -> ``4c4c44c9-5555-3144-a1d6-c0cd3e501ee5``."""
-    if not value or not isinstance(value, str):
-        return None
-    h = value.strip().strip("<>").replace("-", "").lower()
-    if not _HEX32.match(h):
-        return None
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+    """``4C4C44C9-5555-...`` / ``4c4c44c95555...`` -> ``4c4c44c9-5555-3144-a1d6-c0cd3e501ee5``
+    (the parser's canonical spelling, so dSYM and report UUIDs compare equal)."""
+    return canon_uuid(value)
 
 
 @dataclass(slots=True)
