@@ -25,7 +25,10 @@ import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
+
+if TYPE_CHECKING:
+    from triage.records import Report
 
 from triage.errors import UserError
 
@@ -74,7 +77,7 @@ class ClusterSettings:
         if not 0 <= s.threshold <= 1:
             raise UserError(f"triage.toml: [cluster] threshold must be in [0, 1], got {s.threshold}")
         if s.linkage not in ("average", "complete", "single"):
-            raise UserError(f"triage.toml: [cluster] linkage must be average, complete or single")
+            raise UserError("triage.toml: [cluster] linkage must be average, complete or single")
         if s.depth < 1:
             raise UserError("triage.toml: [cluster] depth must be >= 1")
         return s

@@ -14,7 +14,6 @@ See docs/frames.md for the policies (which frames are looked up, at which addres
 from __future__ import annotations
 
 import os
-import re
 import sqlite3
 from bisect import bisect_right
 from dataclasses import dataclass, field

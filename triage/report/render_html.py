@@ -62,7 +62,7 @@ def render_chart(report: dict, width: int = 960, height: int = 320) -> str:
     parts = [f'<svg id="chart" xmlns="http://www.w3.org/2000/svg" width="{width}" '
              f'height="{height}" viewBox="0 0 {width} {height}" role="img" '
              f'aria-label="crashes per build per cluster">']
-    parts.append(f'<title>Crashes per OS build, per cluster</title>')
+    parts.append('<title>Crashes per OS build, per cluster</title>')
     if not builds:
         parts.append(f'<text x="{width / 2}" y="{height / 2}" text-anchor="middle">'
                      'no crashes in view</text></svg>')
