@@ -184,3 +184,15 @@ def test_sort_is_total_and_by_parts(items):
 def test_parse_roundtrip(text):
     b = parse_build(text)
     assert b is not None and f"{b.major}{b.train}{b.number}{b.suffix}" == text
+
+
+def test_config_rules_files_string_or_bad_type(_isolated_config):
+    # regression: `files = "my.toml"` was iterated per character ("m: rule file not found")
+    from triage.config import read_config_file
+
+    cfg = _isolated_config / "triage.toml"
+    cfg.write_text('[rules]\nfiles = "my.toml"\n', encoding="utf-8")
+    assert read_config_file(cfg)["rules"]["files"] == [str(_isolated_config / "my.toml")]
+    cfg.write_text('[rules]\nfiles = 5\n', encoding="utf-8")
+    with pytest.raises(UserError, match=r"\[rules\] files must be a list"):
+        read_config_file(cfg)

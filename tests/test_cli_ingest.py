@@ -165,3 +165,43 @@ def test_missing_journal_or_dsym_is_a_usage_error(reports, db, capsys, tmp_path)
     assert not db.exists() or orjson.loads(run(capsys, "incidents", "--format", "json")[1]) == []
     code, _, err = run(capsys, "ingest", str(reports), "--dsym", str(tmp_path / "x.dSYM"))
     assert code == 2 and "x.dSYM" in err
+
+
+def test_usage_errors_are_one_line(db, capsys):
+    # regression: typer printed a multi-line usage box for a bad option value
+    for argv, needle in ((["export", "--tracker", "nope", "--out", "x"], "'--tracker'"),
+                         (["ingest"], "Missing argument"),
+                         (["incidents", "--bogus"], "--bogus"),
+                         (["nosuchcommand"], "nosuchcommand")):
+        code, out, err = run(capsys, *argv)
+        assert code == 2 and out == "", (argv, out)
+        assert err.startswith("triage: error: ") and err.count("\n") == 1 and needle in err, err
+    code, out, err = run(capsys, "incidents", "--help")
+    assert code == 0 and "--kind" in out and err == ""
+
+
+def test_store_in_read_only_folder_names_the_reason(tmp_path, monkeypatch):
+    # regression: "not a usable triage store (unable to open database file)"
+    import sqlite3
+
+    from triage.store import db as store_db
+
+    monkeypatch.setattr(os, "access", lambda *a, **k: False)  # root bypasses real modes
+    msg = store_db._open_problem(tmp_path / "ro" / "t.db",
+                                 sqlite3.OperationalError("unable to open database file"))
+    assert "permission denied" in msg and str(tmp_path / "ro") in msg
+
+
+def test_write_to_read_only_store_is_one_line(reports, db, capsys, monkeypatch):
+    # regression: a read-only store file gave "internal error: OperationalError"
+    import sqlite3
+
+    import triage.ingest
+
+    def boom(*a, **k):
+        raise sqlite3.OperationalError("attempt to write a readonly database")
+
+    monkeypatch.setattr(triage.ingest, "run_ingest", boom)
+    code, out, err = run(capsys, "ingest", str(reports))
+    assert code == 2 and err.count("\n") == 1
+    assert err.startswith(f"triage: error: {db}: cannot write the store") and "internal" not in err

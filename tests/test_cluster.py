@@ -180,6 +180,18 @@ def test_scorer_hard_cases_directly():
     assert sc.distance(a1, st(ane(), exc=("EXC_BREAKPOINT", "SIGTRAP"))) == 1.0
 
 
+def test_stack_without_incidents_makes_no_cluster(store):
+    # regression: a stack all of whose incidents were re-signed by peer symbols (count 0) got
+    # its own empty cluster, so ingest reported 17 new clusters for the fixtures' 12
+    add(store, [report(ane())])
+    store.conn.execute("INSERT INTO stacks(stack_id, signature, proto_signature, frames, count)"
+                       " VALUES('phantom', 'libobjc.A.dylib | X', 'p', '[]', 0)")
+    assert assign_new(store, SETTINGS)["new_clusters"] == 1
+    assert store.conn.execute("SELECT cluster_id FROM stacks WHERE stack_id='phantom'"
+                              ).fetchone()[0] is None
+    assert store.conn.execute("SELECT COUNT(*) FROM clusters").fetchone()[0] == 1
+
+
 def test_ids_stable_across_incremental_ingests(store):
     first = [report(ane()), report(slice_update()), report(deep("a"))]
     add(store, first)

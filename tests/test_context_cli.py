@@ -103,6 +103,19 @@ def test_inspect_json_and_errors(tmp_path):
     assert r.returncode == 2 and "not found" in r.stderr
 
 
+def test_fifo_inputs_are_refused_not_opened(tmp_path):
+    # regression: a FIFO as --journal / model / labels / --rules blocked forever on open()
+    fifo = tmp_path / "p.jsonl"
+    os.mkfifo(fifo)
+    for args in (["link", "--journal", str(fifo)], ["inspect", str(fifo)],
+                 ["eval", str(fifo)], ["record", "--journal", str(fifo), "--", "true"],
+                 ["--rules", str(fifo), "recluster", "--dry-run"]):
+        r = run(args, tmp_path, timeout=60)
+        assert r.returncode == 2, (args, r.stderr)
+        assert r.stderr == f"triage: error: {fifo}: not a regular file (FIFO, socket or " \
+            "device), not opened\n", args
+
+
 def test_link_and_show_cli(tmp_path):
     from test_correlate import _store_with_data
 
@@ -125,6 +138,12 @@ def test_link_and_show_cli(tmp_path):
     assert r.returncode == 0 and "finding:" in r.stdout and "configurations" in r.stdout
     r = run(env_db + ["show", "C-zzz"], tmp_path)
     assert r.returncode == 2 and "no such cluster" in r.stderr
+    # regression: -f works like on every other command; link_notes is always in the JSON
+    for args in (["show", "C-ane"], ["link"]):
+        r = run(env_db + args + ["-f", "json"], tmp_path)
+        assert r.returncode == 0, r.stderr
+    assert isinstance(json.loads(run(env_db + ["show", "C-ane", "-f", "json"],
+                                     tmp_path).stdout)["link_notes"], list)
 
 
 def test_light_commands_do_not_import_heavy_modules(tmp_path):

@@ -105,6 +105,19 @@ def test_filed_then_update_instead_of_new_issue(store, bug, tmp_path):
     assert export_drafts(store, "github", tmp_path / "e4")[0]["kind"] == "unchanged"
 
 
+def test_export_into_same_folder_after_filing_removes_the_new_issue_draft(store, bug, tmp_path):
+    # regression: the first export's C-ID.json stayed beside the update, ready to be filed twice
+    out = tmp_path / "drafts"
+    export_drafts(store, "github", out)
+    assert (out / "C-3f9a2c.json").exists() and (out / "C-3f9a2c.md").exists()
+    record_filed(store, "C-3f9a2c", "https://github.com/acme/ml/issues/7")
+    bug.crash("C-3f9a2c", 4)
+    idx = export_drafts(store, "github", out)
+    assert idx[0]["kind"] == "update"
+    assert sorted(p.name for p in out.glob("C-*")) == ["C-3f9a2c.comment.json",
+                                                       "C-3f9a2c.comment.md"]
+
+
 def test_filed_unknown_cluster(store, bug):
     with pytest.raises(UserError, match="unknown cluster"):
         record_filed(store, "C-000000", "https://x/1")

@@ -251,6 +251,26 @@ def test_archive_members_are_ingested(tmp_path, store):
     assert ing.run_ingest(store, [z])["already_known"] == 3
 
 
+def test_truncated_tar_member_is_a_problem_not_a_crash(tmp_path, store):
+    # regression: a .tgz cut short inside a member raised tarfile.ReadError out of run_ingest
+    import io
+    import tarfile
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tf:
+        for i in range(2):
+            data = ips_bytes(i) + os.urandom(20_000).hex().encode()  # incompressible padding
+            info = tarfile.TarInfo(f"r{i}.ips")
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    t = tmp_path / "reports.tgz"
+    t.write_bytes(buf.getvalue()[:len(buf.getvalue()) // 3])
+    s = ing.run_ingest(store, [t])
+    assert s["ingested"] == 0 and s["errors"]
+    assert any("unreadable archive" in e["reason"] and e["path"].startswith(str(t))
+               for e in s["errors"])
+
+
 def test_keyboard_interrupt_mid_batch_then_rerun_stores_each_once(tmp_path, store, monkeypatch):
     make_reports(tmp_path / "DR", 25)
     monkeypatch.setattr(ing, "BATCH_SIZE", 10)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing as mp
+import os
 
 import pytest
 
@@ -83,3 +84,26 @@ def test_concurrent_appends_never_interleave(tmp_path):
         p.join()
     recs, probs = read_journal(j)
     assert probs == [] and len(recs) == 200
+
+
+def test_binary_or_text_file_is_one_problem_not_one_per_line(tmp_path):
+    # regression: a binary file passed as --journal gave one "not JSON" line per "line"
+    j = tmp_path / "junk.bin"
+    j.write_bytes(b"\xff\xfe\x00junk\n" * 20 + b"\x80\x81")
+    recs, probs = read_journal(j)
+    assert recs == [] and len(probs) == 1
+    assert probs[0].path == f"{j}:1" and "not a JSON Lines journal" in probs[0].reason
+    j.write_text("hello\n" + json.dumps(GOOD) + "\nworld\n")       # a real journal: per line
+    recs, probs = read_journal(j)
+    assert len(recs) == 1 and [p.path for p in probs] == [f"{j}:1", f"{j}:3"]
+
+
+def test_fifo_journal_is_refused(tmp_path):
+    # regression: reading a FIFO journal (ingest --journal) blocked until a writer came
+    from triage.context.journal import read_journal_incremental
+
+    fifo = tmp_path / "j.jsonl"
+    os.mkfifo(fifo)
+    for read in (read_journal, lambda p: read_journal_incremental(p, None)):
+        with pytest.raises(UserError, match="not a regular file"):
+            read(fifo)

@@ -205,6 +205,8 @@ def test_journal_read_incrementally(store, tmp_path):
         fh.write(json.dumps(rec(200, 0, 20)) + "\n{bad again")    # last line without newline
     s = link_pending(store, [j], [])
     assert s["linked"] == 1 and [p["path"] for p in s["problems"]] == [f"{j}:4"]
+    # regression: the unfinished last line was reported again on every later read
+    assert link_pending(store, [j], [])["problems"] == []
     j.write_text(json.dumps(rec(300, 0, 20)) + "\n")             # rewritten: read from the start
     s = link_pending(store, [j], [])
     assert s["records_loaded"] == 1 and s["problems"] == []

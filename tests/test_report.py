@@ -168,6 +168,16 @@ def test_until_and_dates(store, four):
     assert by_id(rep2)["gone"]["status"] == "gone"
 
 
+def test_inverted_range_is_an_error(store, four):
+    # regression: --since after --until gave negative in-range counts ("-1/0")
+    with pytest.raises(UserError, match="is after --until"):
+        build_report(store, since="2026-09-01", until="2026-08-01")
+    with pytest.raises(UserError, match="is after --until"):
+        build_report(store, since="26A5368g", until="26A5316k")
+    rep = build_report(store, since="26A5353q", until="26A5353q")       # one build: fine
+    assert all(c["count"] >= 0 for c in rep["clusters"])
+
+
 def test_alias_since(store, four, tmp_path, monkeypatch):
     from triage import config
 
@@ -294,6 +304,10 @@ def test_cli_report_formats_and_errors(store, four, tmp_path, capsys, monkeypatc
     assert code == 0 and target.read_text().startswith("<!DOCTYPE html>") and out == ""
     code, out, err = run_cli(["--db", db, "report", "--since", "beta9"], capsys)
     assert code == 2 and "unknown release alias 'beta9'" in err and "Traceback" not in err
+    # regression: an unknown --kind gave an empty report with exit 0
+    for cmd in (["report"], ["releases"]):
+        code, out, err = run_cli(["--db", db, *cmd, "--kind", "crashes"], capsys)
+        assert code == 2 and out == "" and "--kind crashes: unknown kind" in err, cmd
 
 
 def test_cli_releases_and_alias(store, four, tmp_path, capsys, monkeypatch):

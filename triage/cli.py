@@ -21,7 +21,13 @@ from triage.commands import report as _report  # noqa: F401,E402
 
 def main(argv: list[str] | None = None) -> int:
     try:
-        app(args=argv, prog_name="triage", standalone_mode=True)
+        # standalone_mode=False: usage errors come back as exceptions, printed as one line below
+        # (typer's own rendering is a multi-line box)
+        rv = app(args=argv, prog_name="triage", standalone_mode=False)
+        if isinstance(rv, int) and not isinstance(rv, bool):  # typer.Exit(code)
+            if rv == 130:
+                raise SystemExit(130)
+            return rv
     except SystemExit as exc:  # typer/click exit codes pass through
         code = exc.code
         if code == 130:  # typer turns Ctrl-C into Exit(130)
@@ -36,15 +42,52 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
-    except Exception as exc:  # last resort: one line, never a traceback
-        import os
+    except Exception as exc:
+        import sqlite3
 
-        if os.environ.get("TRIAGE_DEBUG"):
-            raise
-        sys.stderr.write(f"triage: internal error: {type(exc).__name__}: {exc} "
-                         "(set TRIAGE_DEBUG=1 for a traceback)\n")
-        return 1
+        if _is_click_error(exc):
+            return _click_error(exc)
+        if not (isinstance(exc, sqlite3.OperationalError) and "readonly" in str(exc)):
+            return _internal_error(exc)
+        from triage.cli_app import db_path
+
+        sys.stderr.write(f"triage: error: {db_path()}: cannot write the store: {exc} "
+                         "(check the permissions of the file and its folder)\n")
+        return 2
     return 0
+
+
+def _is_click_error(exc: Exception) -> bool:
+    """A click usage error / ClickException / Abort (typer may vendor its own click)."""
+    names = {c.__name__ for c in type(exc).__mro__}
+    return bool(names & {"ClickException", "Abort"})
+
+
+def _click_error(exc: Exception) -> int:
+    if type(exc).__name__ == "NoArgsIsHelpError":  # bare `triage` / group: the help text
+        sys.stdout.write(exc.format_message().rstrip("\n") + "\n")
+        return 2
+    if type(exc).__name__ == "Abort" or not hasattr(exc, "format_message"):
+        sys.stderr.write("triage: aborted\n")
+        return 1
+    ctx = getattr(exc, "ctx", None)
+    sub = ctx.command_path.partition(" ")[2] if ctx is not None else ""
+    where = f"{sub}: " if sub else ""
+    msg = " ".join(str(exc.format_message()).split())
+    hint = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+    sys.stderr.write(f"triage: error: {where}{msg}{hint}\n")
+    return getattr(exc, "exit_code", 2)
+
+
+def _internal_error(exc: Exception) -> int:
+    """Last resort: one line, never a traceback (called inside the ``except``)."""
+    import os
+
+    if os.environ.get("TRIAGE_DEBUG"):
+        raise exc
+    sys.stderr.write(f"triage: internal error: {type(exc).__name__}: {exc} "
+                     "(set TRIAGE_DEBUG=1 for a traceback)\n")
+    return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -540,7 +540,9 @@ def assign_new(store, settings=None) -> dict:
     summary = {"stacks": 0, "joined": 0, "new_clusters": 0, "incidents": 0}
     with store.transaction() as conn:
         interner = _Interner()
-        new = _load_stacks(conn, "WHERE cluster_id IS NULL", s, interner)
+        # count > 0: a stack whose incidents were all re-signed (peer symbols, before this
+        # runs) would become an empty phantom cluster; it is clustered if an incident returns
+        new = _load_stacks(conn, "WHERE cluster_id IS NULL AND count > 0", s, interner)
         assigned: dict[str, str] = {}
         if new:
             summary["stacks"] = len(new)

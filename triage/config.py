@@ -54,6 +54,12 @@ def read_config_file(path: Path) -> dict[str, Any]:
     except tomllib.TOMLDecodeError as exc:
         raise UserError(f"{path}: invalid TOML: {exc}")
     rules = data.get("rules")
+    if isinstance(rules, dict) and isinstance(rules.get("files"), str):
+        rules["files"] = [rules["files"]]       # one file: not a string iterated per character
+    if isinstance(rules, dict) and "files" in rules and not (
+            isinstance(rules["files"], list) and all(isinstance(f, str) for f in rules["files"])):
+        raise UserError(f"{path}: [rules] files must be a list of paths, "
+                        f"not {rules['files']!r}")
     if isinstance(rules, dict) and isinstance(rules.get("files"), list):
         rules["files"] = [str((path.parent / f).resolve()) for f in rules["files"]]
     return data

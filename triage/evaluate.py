@@ -22,7 +22,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
-from triage.errors import UserError
+from triage.errors import UserError, refuse_special_file
 
 
 # ------------------------------------------------------------------------------------ metrics
@@ -95,6 +95,7 @@ def mistakes(pred: dict[str, Any], truth: dict[str, Any], limit: int = 20) -> di
 def load_labels(path: Path) -> tuple[dict[str, str], dict[str, str]]:
     import json
 
+    refuse_special_file(path)
     try:
         doc = json.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:

@@ -21,7 +21,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from triage.errors import UserError
+from triage.errors import UserError, refuse_special_file
 from triage.records import Frame, Report
 
 LIST_NAMES = ("sentinel", "sentinel_message", "irrelevant", "prefix")
@@ -154,6 +154,7 @@ def load_siglists(extra_files: list[Path] | tuple = ()) -> SigLists:
                 getattr(lists, name).append(e)
     for f in extra_files or ():
         path = Path(f).expanduser()
+        refuse_special_file(path)
         try:
             text = path.read_text(encoding="utf-8")
         except FileNotFoundError:

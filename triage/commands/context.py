@@ -7,7 +7,7 @@ from typing import List, Optional
 import typer
 
 from triage.cli_app import OutputFormat, app, db_path, emit, out, warn
-from triage.errors import UserError
+from triage.errors import UserError, refuse_special_file
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
@@ -32,6 +32,7 @@ def record(
     target = journal if journal is not None else db_path().parent / JOURNAL_NAME
     if target.is_dir():
         raise UserError(f"{target}: is a folder, not a journal file")
+    refuse_special_file(target)
     raise typer.Exit(run_and_record(argv, target))
 
 
@@ -41,7 +42,8 @@ def inspect(
     compression: Optional[str] = typer.Option(
         None, "--compression",
         help="Compression flag value to fall back on when the model cannot be read."),
-    fmt: OutputFormat = typer.Option(OutputFormat.table, "--format", help="table, json or csv."),
+    fmt: OutputFormat = typer.Option(OutputFormat.table, "--format", "-f",
+                                     help="table, json or csv."),
 ) -> None:
     """Print the weight encoding of a Core ML model (read without running it)."""
     from triage.context.encoding import inspect_model
@@ -72,7 +74,8 @@ def link(
         "is always read."),
     relink: bool = typer.Option(False, "--relink",
                                 help="Forget pid/time links first and link everything again."),
-    fmt: OutputFormat = typer.Option(OutputFormat.table, "--format", help="table, json or csv."),
+    fmt: OutputFormat = typer.Option(OutputFormat.table, "--format", "-f",
+                                     help="table, json or csv."),
 ) -> None:
     """Load compile journals and link crash incidents to their compiles."""
     from triage.cli_app import open_store
@@ -99,7 +102,8 @@ def link(
 @app.command()
 def show(
     cluster_id: str = typer.Argument(..., help="Cluster id (see `triage clusters`)."),
-    fmt: OutputFormat = typer.Option(OutputFormat.table, "--format", help="table, json or csv."),
+    fmt: OutputFormat = typer.Option(OutputFormat.table, "--format", "-f",
+                                     help="table, json or csv."),
 ) -> None:
     """Show one cluster with the encodings, flags and configurations of its crashes."""
     from triage.cli_app import open_store

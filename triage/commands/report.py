@@ -47,6 +47,14 @@ def _write_output(text: str, output: Optional[Path]) -> None:
     warn(f"wrote {output}")
 
 
+def _check_kind(kind: Optional[str]) -> None:
+    """An unknown --kind is an error (it used to give an empty report)."""
+    from triage.records import KINDS
+
+    if kind is not None and kind not in KINDS:
+        raise UserError(f"--kind {kind}: unknown kind (use one of {', '.join(KINDS)})")
+
+
 @app.command("report")
 def report_cmd(
     since: Optional[str] = typer.Option(None, "--since", help=SINCE_HELP),
@@ -65,6 +73,7 @@ def report_cmd(
     """What is new, regressed, ongoing or gone since an OS build, per cluster."""
     from triage.report.build import build_report
 
+    _check_kind(kind)
     store = open_store()
     f = fmt.value
     # Incident ids: all of them in JSON/CSV/HTML (the page shows the first 200 of each cluster);
@@ -102,6 +111,7 @@ def releases_cmd(
         return
     from triage.report.builds import all_aliases, releases_records
 
+    _check_kind(kind)
     store = open_store()
     aliases = all_aliases(store)
     rows = releases_records(store, aliases, kind=kind)

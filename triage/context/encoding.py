@@ -30,7 +30,7 @@ from typing import Any
 
 import orjson
 
-from triage.errors import UserError
+from triage.errors import UserError, refuse_special_file
 
 UNCOMPRESSED_MIN_ELEMENTS = 10   # coremltools never stores (so never compresses) smaller consts
 SCHEME_ORDER = ("sparse", "palettized", "linear")
@@ -222,6 +222,7 @@ def inspect_model(path: str | Path, flags: dict | None = None) -> dict[str, Any]
     result: dict[str, Any] = {"path": str(p), "encoding": None}
     if not p.exists():
         raise UserError(f"{p}: model not found")
+    refuse_special_file(p)
     problem = None
     if p.suffix.lower() == ".aimodel":
         problem = "format .aimodel cannot be read; encoding taken from flags"

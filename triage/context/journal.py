@@ -23,7 +23,7 @@ from typing import Any
 
 import orjson
 
-from triage.errors import UserError
+from triage.errors import UserError, refuse_special_file
 from triage.records import FileProblem
 
 SCHEMA_VERSION = 1
@@ -108,6 +108,11 @@ def parse_journal_bytes(data: bytes, path: str, first_line: int = 1
             problems.append(FileProblem(f"{path}:{lineno}", reason))
             continue
         records.append(obj)
+    if first_line == 1 and not records and len(problems) > 1 \
+            and all(pr.reason.startswith("not JSON") for pr in problems):
+        # not a journal at all (binary file, text file): one problem, not one per line
+        problems = [FileProblem(problems[0].path, "not a JSON Lines journal: no line is JSON "
+                                f"(this one: {problems[0].reason})")]
     return records, problems
 
 
@@ -120,6 +125,7 @@ def read_journal(path: Path | str) -> tuple[list[dict], list[FileProblem]]:
     try:
         if p.is_dir():
             raise UserError(f"{p}: is a folder, not a journal file")
+        refuse_special_file(p)
         data = p.read_bytes()
     except FileNotFoundError:
         raise UserError(f"{p}: journal not found")
@@ -140,6 +146,7 @@ def read_journal_incremental(path: Path | str, state: dict | None
     try:
         if p.is_dir():
             raise UserError(f"{p}: is a folder, not a journal file")
+        refuse_special_file(p)
         st = p.stat()
         with open(p, "rb") as fh:
             head = fh.read(4096)
@@ -161,9 +168,15 @@ def read_journal_incremental(path: Path | str, state: dict | None
     end = data.rfind(b"\n") + 1
     records, problems = parse_journal_bytes(data, str(p), first_line=line0 + 1)
     offset = start + end
+    nlines = data[:end].count(b"\n")
+    # ... but its problem is reported once, not on every later read while it stays unchanged
+    tail = hashlib.sha256(data[end:]).hexdigest() if data[end:].strip() else None
+    if tail and state and start == state.get("offset") and state.get("tail") == tail:
+        last = f"{p}:{line0 + 1 + nlines}"
+        problems = [pr for pr in problems if pr.path != last]
     new_state = {"ino": [st.st_dev, st.st_ino], "offset": offset,
-                 "line": line0 + data[:end].count(b"\n"),
-                 "head": hashlib.sha256(head[:min(offset, 4096)]).hexdigest()}
+                 "line": line0 + nlines,
+                 "head": hashlib.sha256(head[:min(offset, 4096)]).hexdigest(), "tail": tail}
     return records, problems, new_state
 
 

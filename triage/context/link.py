@@ -28,7 +28,7 @@ import orjson
 
 from triage.context.journal import (JOURNAL_NAME, REPORTS_JOURNAL_NAME,
                                     read_journal_incremental, read_sidecar, record_row)
-from triage.errors import UserError
+from triage.errors import UserError, refuse_special_file
 
 SKEW_SECONDS = 5.0
 TIER_NAMES = {0: "pid", 1: "parent pid", 2: "responsible pid"}
@@ -251,6 +251,7 @@ def check_journals(journals: Iterable[Path]) -> None:
             raise UserError(f"{p}: journal not found")
         if p.is_dir():
             raise UserError(f"{p}: is a folder, not a journal file")
+        refuse_special_file(p)
 
 
 def _link_sidecar(conn, report_path: str, compile_id: int, sidecar: str) -> int:

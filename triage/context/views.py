@@ -130,6 +130,6 @@ def cluster_detail(store, cluster_id: str) -> dict[str, Any]:
         detail["requested_id"] = cluster_id
     detail.update(cluster_contexts(store, [cid])[cid])
     notes = Counter(r[5] for r in rows if r[4] is None and r[5])
-    if notes:
-        detail["link_notes"] = [{"note": k, "count": v} for k, v in notes.most_common(10)]
+    # always present (documented JSON field; empty when every unlinked crash has no note)
+    detail["link_notes"] = [{"note": k, "count": v} for k, v in notes.most_common(10)]
     return detail

@@ -18,7 +18,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
-from triage.errors import UserError
+from triage.errors import UserError, refuse_special_file
 from triage.frames.demangle import demangle, looks_mangled
 from triage.records import Frame, Report
 
@@ -322,6 +322,7 @@ def _rule_header_lines(text: str) -> list[int]:
 
 
 def _parse_rule_file(path: Path, user: bool) -> list[tuple[dict, str]]:
+    refuse_special_file(path)
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:

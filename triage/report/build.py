@@ -161,6 +161,19 @@ def _position(build: str | None, plat: str | None, tpos: int | None,
     return 1 if k > t else 0
 
 
+def _check_order(sb: Bound | None, ub: Bound | None) -> None:
+    """An inverted range is a usage error (it made negative in-range counts)."""
+    if sb is None or ub is None or sb.kind != ub.kind:
+        return
+    if sb.kind == "time":
+        bad = sb.ts is not None and ub.ts is not None and sb.ts > ub.ts
+    else:
+        bad = any(p in ub.builds and build_key(b) > build_key(ub.builds[p])
+                  for p, b in sb.builds.items())
+    if bad:
+        raise UserError(f"--since {sb.text} is after --until {ub.text} (empty range)")
+
+
 def build_report(store, since: str | Bound | None = None, until: str | Bound | None = None,
                  process: str | None = None, kind: str | None = "crash",
                  cluster: str | None = None, platform: str | None = None, *,
@@ -179,6 +192,7 @@ def build_report(store, since: str | Bound | None = None, until: str | Bound | N
         resolve_bound(since, store, platform=platform)
     ub = until if isinstance(until, Bound) or until is None else \
         resolve_bound(until, store, end=True, platform=platform)
+    _check_order(sb, ub)
     cluster_ids = [resolve_cluster_id(store, cluster)] if cluster else None
     where, params = _filters(kind, process, platform, cluster_ids)
 

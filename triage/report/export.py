@@ -404,6 +404,9 @@ def export_drafts(store, tracker: str, out_dir: Path | str, *, since=None, until
         entry: dict[str, Any] = {"id": cid, "status": c["status"], "title": title,
                                  "fingerprint": cid, "labels": clabels}
         if cid in filed:
+            # a new-issue draft left by an earlier export must not be filed a second time
+            for stale in (f"{cid}.json", f"{cid}.md"):
+                (out / stale).unlink(missing_ok=True)
             d = diff_snapshot(filed[cid]["snapshot"], snap)
             entry.update(kind="update", url=filed[cid]["url"], new=d)
             if not (d["new_reports"] or d["new_builds"] or d["new_configurations"]

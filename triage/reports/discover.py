@@ -23,6 +23,7 @@ import os
 import stat
 import tarfile
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -53,7 +54,12 @@ class Candidate:
     def read(self) -> bytes:
         """The file's bytes (raises OSError / FileProblemError; never more than the limit)."""
         if self.opener is not None:
-            return self.opener()
+            try:
+                return self.opener()
+            except (tarfile.TarError, zipfile.BadZipFile, zlib.error, EOFError) as exc:
+                # a truncated / corrupt archive member: one problem line, not an internal error
+                raise OSError(f"unreadable archive member: {str(exc) or type(exc).__name__}") \
+                    from exc
         return read_file(self.path, self.size)
 
 

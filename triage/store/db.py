@@ -151,7 +151,7 @@ class Store:
             store = cls(path, conn)
             store._migrate()
         except sqlite3.DatabaseError as exc:
-            raise UserError(f"{path}: not a usable triage store ({exc})")
+            raise UserError(f"{path}: {_open_problem(path, exc)}")
         return store
 
     def _migrate(self) -> None:
@@ -205,6 +205,19 @@ class Store:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _open_problem(path: Path, exc: Exception) -> str:
+    """Why a store could not be opened, in words (permissions first: sqlite only says
+    "unable to open database file" / "attempt to write a readonly database")."""
+    import os
+
+    if path.exists() and not os.access(path, os.R_OK | os.W_OK):
+        return "cannot open the store: permission denied (the file is not readable and writable)"
+    if not os.access(path.parent, os.W_OK | os.X_OK):
+        return (f"cannot open the store: permission denied (folder {path.parent} is not "
+                "writable; the store needs it for its -wal/-shm files)")
+    return f"not a usable triage store ({exc})"
 
 
 def _retry(fn, attempts: int = 200, delay: float = 0.05):
