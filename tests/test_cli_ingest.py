@@ -205,3 +205,12 @@ def test_write_to_read_only_store_is_one_line(reports, db, capsys, monkeypatch):
     code, out, err = run(capsys, "ingest", str(reports))
     assert code == 2 and err.count("\n") == 1
     assert err.startswith(f"triage: error: {db}: cannot write the store") and "internal" not in err
+
+
+def test_incidents_unknown_cluster_is_an_error(tmp_path, capsys):
+    from triage.cli import main
+
+    db = str(tmp_path / "t.db")
+    assert main(["--db", db, "incidents", "--cluster", "C-nope"]) == 2
+    err = capsys.readouterr().err
+    assert "C-nope: no such cluster" in err and "Traceback" not in err

@@ -129,6 +129,10 @@ def incidents(
             return
         from triage.store.queries import incident_records
 
+        if cluster is not None:  # an unknown id is an error, as in show/report/merge/split
+            from triage.context.views import resolve_cluster_id
+
+            cluster = resolve_cluster_id(store, cluster)
         recs = incident_records(store, kind=kind, cluster=cluster, limit=limit)
     finally:
         store.close()
