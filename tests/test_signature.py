@@ -232,3 +232,31 @@ def test_bad_user_list_is_a_user_error(tmp_path, text, needle):
 def test_missing_user_list_file(tmp_path):
     with pytest.raises(UserError, match="not found"):
         load_siglists([tmp_path / "nope.txt"])
+
+
+def test_message_masks_are_data_users_extend_and_disable(tmp_path):
+    """Masks live in siglists/message_masks.toml; a user TOML adds, replaces or disables one."""
+    user = tmp_path / "masks.toml"
+    user.write_text('[[message_mask]]\nname = "tensor-name"\npattern = "tensor \'[^\']*\'"\n'
+                    'replace = "tensor \'<name>\'"\n\n[[message_mask]]\nname = "number"\n'
+                    'disable = true\n')
+    shipped = load_siglists()
+    assert [m[0] for m in shipped.masks][:3] == ["file-line", "uuid", "address"]
+    mine = load_siglists([user])
+    names = [m[0] for m in mine.masks]
+    assert "tensor-name" in names and "number" not in names
+    msg = "Assertion failed: tensor 'w_12' rank 5 at 0x1234"
+    assert mask_message(msg, mine.masks) == "Assertion failed: tensor '<name>' rank 5 at ADDR"
+    assert mask_message(msg, shipped.masks) == "Assertion failed: tensor 'w_12' rank N at ADDR"
+    assert mine.version() != shipped.version()
+
+
+def test_bad_message_mask_is_a_one_line_error(tmp_path):
+    import pytest
+
+    from triage.errors import UserError
+
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[[message_mask]]\nname = "x"\npattern = "("\n')
+    with pytest.raises(UserError, match="bad.toml: message mask 'x': invalid regex"):
+        load_siglists([bad])

@@ -20,6 +20,7 @@ import hashlib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from triage.errors import UserError, refuse_special_file
 from triage.records import Frame, Report
@@ -48,6 +49,8 @@ class SigLists:
     irrelevant: list[str] = field(default_factory=list)
     prefix: list[str] = field(default_factory=list)
     files: list[str] = field(default_factory=list)
+    #: message masks, in order: (name, compiled regex, replacement) — see message_masks.toml
+    masks: list[tuple[str, "re.Pattern", str]] = field(default_factory=list)
     _compiled: dict = field(default_factory=dict, repr=False)
 
     def matcher(self, name: str):
@@ -66,6 +69,8 @@ class SigLists:
         h = hashlib.sha1()
         for n in LIST_NAMES:
             h.update(n.encode() + b"\0" + "\n".join(getattr(self, n)).encode() + b"\0")
+        for name, rx, rep in self.masks:
+            h.update(f"{name}\0{rx.pattern}\0{rx.flags}\0{rep}\0".encode())
         return h.hexdigest()[:12]
 
 
@@ -108,6 +113,16 @@ def _parse_txt(path: Path, text: str, default: str | None) -> list[tuple[str, st
     return out
 
 
+def _parse_toml_masks(path: Path, text: str) -> list:
+    import tomllib
+
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise UserError(f"{path}: invalid TOML: {exc}")
+    return _mask_entries(path, data["message_mask"]) if "message_mask" in data else []
+
+
 def _parse_toml(path: Path, text: str) -> list[tuple[str, str]]:
     import tomllib
 
@@ -137,6 +152,52 @@ def _parse_toml(path: Path, text: str) -> list[tuple[str, str]]:
     return out
 
 
+MASKS_FILE = SIGLISTS_DIR / "message_masks.toml"
+
+
+def _mask_entries(path: Path, tables: Any) -> list[tuple[str, "re.Pattern | None", str]]:
+    """``[[mask]]``/``[[message_mask]]`` tables -> (name, compiled regex or None = disable, repl)."""
+    if not isinstance(tables, list):
+        raise UserError(f"{path}: message masks must be [[...]] tables")
+    out = []
+    for i, t in enumerate(tables, 1):
+        if not isinstance(t, dict) or not isinstance(t.get("name"), str):
+            raise UserError(f"{path}: message mask #{i} needs a string `name`")
+        if t.get("disable"):
+            out.append((t["name"], None, ""))
+            continue
+        pattern, replace = t.get("pattern"), t.get("replace", "")
+        if not isinstance(pattern, str) or not isinstance(replace, str):
+            raise UserError(f"{path}: message mask {t['name']!r} needs string `pattern`/`replace`")
+        try:
+            rx = re.compile(pattern, re.I if t.get("ignorecase") else 0)
+        except re.error as exc:
+            raise UserError(f"{path}: message mask {t['name']!r}: invalid regex: {exc}")
+        out.append((t["name"], rx, replace))
+    return out
+
+
+def _apply_masks(lists: SigLists, entries) -> None:
+    for name, rx, rep in entries:
+        idx = next((k for k, m in enumerate(lists.masks) if m[0] == name), None)
+        if rx is None:
+            if idx is not None:
+                del lists.masks[idx]
+        elif idx is not None:
+            lists.masks[idx] = (name, rx, rep)
+        else:
+            lists.masks.append((name, rx, rep))
+
+
+def _default_masks() -> list:
+    import tomllib
+
+    lists = SigLists()
+    data = tomllib.loads(MASKS_FILE.read_text(encoding="utf-8"))
+    _apply_masks(lists, _mask_entries(MASKS_FILE, data.get("mask", [])))
+    return lists.masks
+
+
 def load_siglists(extra_files: list[Path] | tuple = ()) -> SigLists:
     """Shipped lists, then each user file in order.
 
@@ -147,6 +208,7 @@ def load_siglists(extra_files: list[Path] | tuple = ()) -> SigLists:
     ``!regex`` removes an earlier entry with exactly that text.
     """
     lists = SigLists()
+    lists.masks = list(_default_masks())
     for name in LIST_NAMES:
         p = SIGLISTS_DIR / f"{name}.txt"
         if p.is_file():
@@ -163,6 +225,11 @@ def load_siglists(extra_files: list[Path] | tuple = ()) -> SigLists:
             raise UserError(f"{path}: cannot read rule file: {exc}")
         if path.suffix.lower() == ".toml":
             pairs = _parse_toml(path, text)
+            masks = _parse_toml_masks(path, text)
+            if masks:
+                _apply_masks(lists, masks)
+                if str(path) not in lists.files:
+                    lists.files.append(str(path))
         elif path.suffix.lower() in (".txt", ".siglist", ""):
             pairs = _parse_txt(path, text, _list_for_filename(path))
         else:
@@ -256,12 +323,6 @@ def _collapse_recursion(items: list, max_period: int = 4) -> tuple[list, bool]:
 
 # ------------------------------------------------------------------------------------ message
 
-_FILE_LINE = re.compile(r",?\s*file\s+\S+,\s*line\s+\d+\.?", re.I)
-_UUID = re.compile(r"\b[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}\b")
-_HEX = re.compile(r"\b0x[0-9A-Fa-f]+\b")
-_PATH = re.compile(r"(?<![\w.)\]>])(?:~|\.{1,2})?/[^\s,;:'\"()<>\]\[]+")
-_SRC_LINE = re.compile(r"\b([\w+-]+\.(?:mm|m|cpp|cc|cxx|c|h|hpp|swift|py|rs)):\d+(?::\d+)?")
-_NUM = re.compile(r"(?<![A-Za-z_\d])[-+]?\d+(?:\.\d+)?(?![A-Za-z_\d])")
 _WS = re.compile(r"\s+")
 _MESSAGE_HINTS = re.compile(
     r"assert|fatal error|failed|terminating|uncaught exception|reason:|precondition|"
@@ -270,14 +331,20 @@ _GENERIC_MESSAGE = re.compile(r"^(namespace \w+|abort trap|crashed on child side
                               r"crashing on exception)", re.I)
 
 
-def mask_message(text: str) -> str:
-    """Mask numbers, addresses, paths, UUIDs and file/line parts of an abort message."""
-    s = _FILE_LINE.sub("", text)
-    s = _UUID.sub("UUID", s)
-    s = _HEX.sub("ADDR", s)
-    s = _SRC_LINE.sub(r"\1:N", s)
-    s = _PATH.sub("<path>", s)
-    s = _NUM.sub("N", s)
+_DEFAULT_MASKS: list | None = None
+
+
+def mask_message(text: str, masks: list | None = None) -> str:
+    """Apply the message masks (numbers, addresses, paths, UUIDs, file/line parts: the data file
+    ``siglists/message_masks.toml`` plus user masks) to an abort message, then fold whitespace."""
+    global _DEFAULT_MASKS
+    if masks is None:
+        if _DEFAULT_MASKS is None:
+            _DEFAULT_MASKS = _default_masks()
+        masks = _DEFAULT_MASKS
+    s = text
+    for _name, rx, rep in masks:
+        s = rx.sub(rep, s)
     s = _WS.sub(" ", s).strip().rstrip(".").strip()
     if len(s) > MESSAGE_MAX:
         s = s[:MESSAGE_MAX - 3].rstrip() + "..."
@@ -305,7 +372,7 @@ def _message_candidates(report: Report) -> list[str]:
     return out
 
 
-def abort_message(report: Report) -> str | None:
+def abort_message(report: Report, masks: list | None = None) -> str | None:
     """The masked assertion/exception message of an abort-like crash, else None."""
     abortish = (report.exception_type in _ABORT_CLASSES or report.signal in _ABORT_SIGNALS
                 or bool(report.last_exception_backtrace))
@@ -315,7 +382,7 @@ def abort_message(report: Report) -> str | None:
     if not cands:
         return None
     best = next((c for c in cands if _MESSAGE_HINTS.search(c)), cands[0])
-    masked = mask_message(best)
+    masked = mask_message(best, masks)
     return masked or None
 
 
@@ -432,7 +499,7 @@ def compute_signature(report: Report, siglists: SigLists, *,
     """
     notes: list[str] = []
     exc = exception_class(report)
-    message = abort_message(report)
+    message = abort_message(report, siglists.masks or None)
     source = "crashing-thread"
     frames: list[Frame] = []
     if report.last_exception_backtrace:
