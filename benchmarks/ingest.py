@@ -43,7 +43,7 @@ s = run_ingest(store, [folder], workers=None if workers == "auto" else int(worke
 t2 = time.perf_counter()
 store.close()
 out = {k: s.get(k) for k in ("files_seen", "ingested", "already_known", "skipped", "timings",
-                              "seconds", "workers", "stages_missing")}
+                              "seconds", "workers")}
 out["errors"] = len(s["errors"])
 out["import_s"] = t1 - t0
 out["run_s"] = t2 - t1
@@ -138,8 +138,6 @@ def bench(folder: Path, files: list[Path], workdir: Path, workers: str, label: s
         print(f"  CPU seconds: main process {cpu['main']:.2f} (incl. clustering), "
               f"parser workers {cpu['children']:.2f} "
               f"(= {1000 * (cpu['main'] + cpu['children']) / n:.2f} ms per report)")
-    if cold.get("stages_missing"):
-        print(f"  (stages not installed: {', '.join(cold['stages_missing'])})")
     print(f"  peak RSS: main process {cold['rss_self_mb']:.0f} MB ({cold['rss_pipeline_mb']:.0f} MB "
           f"before clustering), largest parser worker {cold['rss_children_mb']:.0f} MB",
           flush=True)

@@ -32,7 +32,6 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--labels", type=Path, default=ROOT / "fixtures" / "eval" / "labels.json")
     ap.add_argument("--reports", type=Path, default=None)
-    ap.add_argument("--no-peers", action="store_true", help="skip peer symbolication")
     ap.add_argument("--sweep", action="store_true", help="threshold sweep on the tune split")
     args = ap.parse_args()
     if not args.labels.exists():
@@ -42,7 +41,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="triage-quality-") as tmp:
         store = Store.open(Path(tmp) / "q.db")
         t = time.perf_counter()
-        summary = ingest_reports(store, reports, peers=not args.no_peers)
+        summary = ingest_reports(store, reports)
         print(f"ingested {summary['ingested']} reports ({' + '.join(summary['pipeline'])}) "
               f"in {time.perf_counter() - t:.1f} s")
         for split in ("tune", "holdout", "all"):

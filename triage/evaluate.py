@@ -177,28 +177,13 @@ def siggen_signatures(store, incident_ids: Iterable[str]) -> dict[str, str]:
 
 # ------------------------------------------------------------------------------------ run
 
-def ingest_reports(store, reports: Path, rule_files: Iterable[Path] = (), *,
-                   peers: bool = True) -> dict:
-    """Ingest ``reports``; then (``peers``) name unsymbolicated frames from symbolicated peer
-    reports of the same image UUID (``triage.frames.resymbolicate``) and, if any signature
-    changed, ``recluster`` so the clustering sees the peer-symbolicated stacks."""
+def ingest_reports(store, reports: Path, rule_files: Iterable[Path] = ()) -> dict:
+    """Ingest ``reports`` exactly as ``triage ingest`` does (peer symbols included), so the
+    scores measure what users get."""
     from triage.ingest import run_ingest
 
     summary = run_ingest(store, [str(reports)], rule_files=list(rule_files))
     summary["pipeline"] = ["ingest"]
-    if peers:
-        try:
-            from triage.frames.resymbolicate import resymbolicate_store
-        except ImportError:  # pragma: no cover - frames stage without peers
-            return summary
-        res = resymbolicate_store(store, [], list(rule_files))
-        summary["pipeline"].append("symbolicate-peers")
-        summary["peer_signatures_changed"] = res.get("signatures_changed")
-        if res.get("signatures_changed"):
-            from triage.cluster import recluster
-
-            recluster(store, None, list(rule_files))
-            summary["pipeline"].append("recluster")
     return summary
 
 
@@ -221,7 +206,7 @@ def batch_assignment(store, settings) -> dict[str, str]:
 
 def evaluate(labels_path: Path, *, reports: Optional[Path] = None, split: str = "holdout",
              store=None, rule_files: Iterable[Path] = (), with_siggen: bool = True,
-             details: bool = False, peers: bool = True) -> dict[str, Any]:
+             details: bool = False) -> dict[str, Any]:
     """Score triage (and siggen) on the labelled reports; returns the ``eval --format json`` object."""
     from triage.store.db import Store
 
@@ -236,7 +221,7 @@ def evaluate(labels_path: Path, *, reports: Optional[Path] = None, split: str = 
             raise UserError(f"{reports}: reports folder not found (use --reports DIR)")
         tmp = tempfile.TemporaryDirectory(prefix="triage-eval-")
         store = Store.open(Path(tmp.name) / "eval.db")
-        ingest_summary = ingest_reports(store, reports, rule_files, peers=peers)
+        ingest_summary = ingest_reports(store, reports, rule_files)
     try:
         present = {r[0] for r in store.conn.execute("SELECT incident_id FROM incidents")}
         missing = [i for i in truth if i not in present]
@@ -262,7 +247,7 @@ def evaluate(labels_path: Path, *, reports: Optional[Path] = None, split: str = 
         if ingest_summary is not None:
             result["ingest"] = {k: ingest_summary.get(k) for k in
                                 ("files_seen", "ingested", "errors", "stage_failures",
-                                 "stages_missing", "pipeline", "peer_signatures_changed")}
+                                 "pipeline", "peer_symbolicated")}
             if isinstance(result["ingest"].get("errors"), list):
                 result["ingest"]["errors"] = len(result["ingest"]["errors"])
         return result

@@ -16,7 +16,6 @@ See docs/ingest.md for the summary contract and design notes.
 from __future__ import annotations
 
 import hashlib
-import importlib
 import os
 import sys
 import time
@@ -80,56 +79,25 @@ class Stages:
     symbolicate: Optional[Callable[[Report], Any]] = None
     normalize: Optional[Callable[[Report], Any]] = None
     signature: Optional[Callable[[Report], Any]] = None
-    missing: list[str] = field(default_factory=list)
-
-
-def _optional(modname: str, *names: str):
-    """Import ``names`` from ``modname``; None for each when the module does not exist (yet)."""
-    try:
-        mod = importlib.import_module(modname)
-    except ModuleNotFoundError as exc:
-        if exc.name and (modname == exc.name or modname.startswith(exc.name + ".")):
-            return (None,) * len(names)
-        raise
-    return tuple(getattr(mod, n, None) for n in names)
 
 
 def load_stages(rule_files: Iterable = (), dsym_paths: Iterable = ()) -> Stages:
-    st = Stages()
-    parse_bytes, looks = _optional("triage.reports.detect", "parse_bytes", "looks_like_report")
-    if parse_bytes is None:
-        from triage.errors import UserError
+    """The enrichment functions with their rules loaded once (also in each worker process)."""
+    from triage.frames.normalize import load_rules, normalize_report
+    from triage.reports.detect import looks_like_report, parse_bytes
+    from triage.signature import compute_signature, load_siglists
 
-        raise UserError("triage.reports.detect.parse_bytes is not available (parser not installed)")
-    st.parse_bytes, st.looks_like_report = parse_bytes, looks
-    if st.looks_like_report is None:
-        st.missing.append("looks_like_report")
-
+    st = Stages(looks_like_report=looks_like_report, parse_bytes=parse_bytes)
     dsym_paths = list(dsym_paths)
     if dsym_paths:
-        DsymIndex, symbolicate_report = _optional("triage.frames.symbolize", "DsymIndex",
-                                                  "symbolicate_report")
-        if DsymIndex is None or symbolicate_report is None:
-            st.missing.append("symbolize")
-        else:
-            index = DsymIndex.from_paths(dsym_paths)
-            st.symbolicate = lambda r: symbolicate_report(r, index)
+        from triage.frames.symbolize import DsymIndex, symbolicate_report
 
-    load_rules, normalize_report = _optional("triage.frames.normalize", "load_rules",
-                                             "normalize_report")
-    if load_rules is None or normalize_report is None:
-        st.missing.append("normalize")
-    else:
-        rules = load_rules(list(rule_files))
-        st.normalize = lambda r: normalize_report(r, rules)
-
-    load_siglists, compute_signature = _optional("triage.signature", "load_siglists",
-                                                 "compute_signature")
-    if load_siglists is None or compute_signature is None:
-        st.missing.append("signature")
-    else:
-        sl = load_siglists(list(rule_files))
-        st.signature = lambda r: compute_signature(r, sl)
+        index = DsymIndex.from_paths(dsym_paths)
+        st.symbolicate = lambda r: symbolicate_report(r, index)
+    rules = load_rules(list(rule_files))
+    st.normalize = lambda r: normalize_report(r, rules)
+    sl = load_siglists(list(rule_files))
+    st.signature = lambda r: compute_signature(r, sl)
     return st
 
 
@@ -668,7 +636,7 @@ def run_ingest(store, paths: Iterable[str], *, journals: Iterable = (), dsym_pat
     Summary keys (the ``triage ingest --format json`` contract): ``files_seen``, ``ingested``,
     ``already_known``, ``skipped``, ``errors`` (list of ``{"path", "reason"}``), ``by_kind``
     (kind -> count of newly stored reports), plus ``linked``, ``clusters_new``,
-    ``stage_failures``, ``stages_missing``, ``warnings``, ``seconds``.
+    ``stage_failures``, ``warnings``, ``seconds``.
 
     ``progress``: True shows a rich progress line on stderr when it is a terminal; a callable is
     called as ``progress(files_seen, path)`` after each entry. ``on_problem(path, reason)`` is
@@ -710,7 +678,7 @@ def run_ingest(store, paths: Iterable[str], *, journals: Iterable = (), dsym_pat
         s["warnings"].append(f"peer symbolication failed: {type(exc).__name__}: {exc}")
     t1 = time.perf_counter()
     try:
-        s["clusters_new"] = _after_cluster(store, stages)
+        s["clusters_new"] = _after_cluster(store)
     except Exception as exc:  # noqa: BLE001 - the reports are stored; say what failed
         s["warnings"].append(f"clustering failed: {type(exc).__name__}: {exc}")
     t2 = time.perf_counter()
@@ -720,7 +688,6 @@ def run_ingest(store, paths: Iterable[str], *, journals: Iterable = (), dsym_pat
         s["warnings"].append(f"linking failed: {type(exc).__name__}: {exc}")
     t3 = time.perf_counter()
     s["stage_failures"] = run.stage_failures
-    s["stages_missing"] = stages.missing
     s["workers"] = run.workers if run.pool_used else 1
     s["timings"] = {"store": round(t_store - t0, 3), "peers": round(t1 - t_store, 3),
                     "cluster": round(t2 - t1, 3), "link": round(t3 - t2, 3)}
@@ -757,21 +724,10 @@ def _after_peers(store, run: "_Run", rule_files: list) -> int:
     return int(res.get("frames_peer", 0))
 
 
-def _after_cluster(store, stages: Stages) -> Optional[int]:
-    (assign_new,) = _optional("triage.cluster", "assign_new")
-    if assign_new is None:
-        stages.missing.append("cluster")
-        return None
-    res = assign_new(store)
-    if isinstance(res, dict):
-        for key in ("clusters_new", "new_clusters", "created"):
-            if isinstance(res.get(key), int):
-                return res[key]
-        return None
-    if isinstance(res, int):
-        return res
-    n = getattr(res, "clusters_new", None) or getattr(res, "new_clusters", None)
-    return n if isinstance(n, int) else None
+def _after_cluster(store) -> int:
+    from triage.cluster import assign_new
+
+    return int(assign_new(store).get("new_clusters", 0))
 
 
 def _after_link(store, run: _Run, journals: list, roots: list[str]) -> None:

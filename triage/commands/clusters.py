@@ -156,9 +156,6 @@ def eval_(
                                        "instead of ingesting the reports into a temporary one."),
     siggen: bool = typer.Option(True, "--siggen/--no-siggen", help="Also score Mozilla siggen "
                                 "exact-signature grouping of the same reports."),
-    peers: bool = typer.Option(True, "--peers/--no-peers", help="After ingest, name "
-                               "unsymbolicated frames from symbolicated peer reports, then "
-                               "recluster (temporary store only)."),
     details: bool = typer.Option(False, "--details", help="List over-merged clusters and "
                                  "over-split bugs (json)."),
     fmt: TableJson = typer.Option(TableJson.table, "--format", "-f", help="table or json."),
@@ -170,8 +167,7 @@ def eval_(
     store = open_store() if current_store else None
     try:
         res = evaluate(labels, reports=reports, split=split_.value, store=store,
-                       rule_files=rule_files(), with_siggen=siggen, details=details,
-                       peers=peers)
+                       rule_files=rule_files(), with_siggen=siggen, details=details)
     finally:
         if store is not None:
             store.close()
