@@ -795,40 +795,21 @@ class ReclusterDiff:
         }
 
 
-_FRAME_FIELDS = None
-
-
-def _frames_from_json(items) -> list:
-    global _FRAME_FIELDS
-    from dataclasses import fields as dc_fields
-
-    from triage.records import Frame
-
-    if _FRAME_FIELDS is None:
-        _FRAME_FIELDS = {f.name for f in dc_fields(Frame)}
-    out = []
-    for d in items or ():
-        if not isinstance(d, dict):
-            continue
-        kw = {k: v for k, v in d.items() if k in _FRAME_FIELDS}
-        for k in ("offset", "symbol_offset", "image_base", "address"):
-            if isinstance(kw.get(k), str) and kw[k].isdigit():
-                kw[k] = int(kw[k])
-        out.append(Frame(**kw))
-    return out
-
-
 def report_from_row(row) -> "Report":
     """A Report good enough for normalize + signature, rebuilt from one incidents row
     (crashing thread from ``frames``, ``last_exception``, header scalars, ``extra`` from detail)."""
-    from triage.records import Report, Thread
-    from triage.store.db import jload, unpack
+    import orjson
 
-    frames = _frames_from_json(jload(row["frames"]))
+    from triage.frames.stored import frames_from_json
+    from triage.records import Report, Thread
+    from triage.store.db import decompress_blob, jload
+
+    frames = frames_from_json(jload(row["frames"]))
     leb = jload(row["last_exception"])
     extra = {}
-    try:
-        detail = unpack(row["detail"]) if row["detail"] is not None else None
+    try:  # only ``extra`` is needed: no image records are built
+        detail = orjson.loads(decompress_blob(row["detail"])) if row["detail"] is not None \
+            else None
         if isinstance(detail, dict) and isinstance(detail.get("extra"), dict):
             extra = detail["extra"]
     except Exception:  # noqa: BLE001 - a damaged blob only loses the extras
@@ -842,7 +823,7 @@ def report_from_row(row) -> "Report":
         termination_indicator=row["termination_indicator"],
         asi=jload(row["asi"]), crashing_thread=0 if frames else None,
         threads=[Thread(index=0, triggered=True, frames=frames)] if frames else [],
-        last_exception_backtrace=_frames_from_json(leb) if leb else None, extra=extra,
+        last_exception_backtrace=frames_from_json(leb) if leb else None, extra=extra,
     )
 
 
