@@ -304,11 +304,21 @@ def squash_whitespace(text: str) -> str:
     return " ".join(text.split())
 
 
+def _per_frame_step(text: str) -> str:
+    """Placeholder for steps that need the frame's image name (applied in _normalize_values)."""
+    return text
+
+
+#: builtins applied per frame with the image name, not per symbol text; their presence in the
+#: rule files (name = builtin) switches them on, ``disable = true`` off
+PER_FRAME_BUILTINS = ("swift-module-prefix",)
+
 BUILTINS: dict[str, Callable[[str], str]] = {
     "cxx-collapse-templates": collapse_templates,
     "cxx-strip-args": strip_args,
     "cxx-strip-return-type": strip_return_type,
     "squash-whitespace": squash_whitespace,
+    "swift-module-prefix": _per_frame_step,
 }
 
 
@@ -444,7 +454,8 @@ def _load_rules_cached(key: tuple[tuple[str, int], ...]) -> FrameRules:
                 rules.insert(pos if entry.get("before") else pos + 1, rule)
             else:
                 rules.append(rule)
-    return FrameRules(rules=tuple(rules), files=tuple(files))
+    strip_module = any(r.builtin == "swift-module-prefix" for r in rules)
+    return FrameRules(rules=tuple(rules), files=tuple(files), strip_module=strip_module)
 
 
 # ---------------------------------------------------------------------------- frames
