@@ -95,15 +95,24 @@ def test_ingest_stores_rows_frames_and_detail(tmp_path, store):
     assert (f0["module"], f0["symbol"], f0["offset"], f0["inline"]) == \
         ("libobjc.A.dylib", "objc_release", 100, False)
     assert r["frames"][1]["symbol"] is None and r["compile"] is None
-    row = store.conn.execute("SELECT detail, sha256 FROM incidents WHERE incident_id=?",
+    row = store.conn.execute("SELECT detail, sha256, o.data FROM incidents i JOIN originals o "
+                             "USING (incident_id) WHERE incident_id=?",
                              (r["incident_id"],)).fetchone()
-    detail = unpack(row[0])
-    assert set(detail) == {"threads", "images", "header", "extra", "notes"}
+    # the small detail blob holds header/extra/notes; the file's bytes are kept (compressed)
+    assert set(unpack(row[0])) == {"header", "extra", "notes"}
+    src = (tmp_path / "DR" / "mlcompiler-00000.ips").read_bytes()
+    from triage.store.db import decompress_blob
+
+    assert decompress_blob(row[2]) == src
+    from triage.store.queries import incident_detail
+
+    detail = incident_detail(store, r["incident_id"])
     assert len(detail["threads"]) == 3 and detail["images"][1]["name"] == "MPSGraph"
+    assert detail["threads"][0]["frames"][0]["normalized"] == "objc_release"
+    assert all(f.get("normalized") for t in detail["threads"] for f in t["frames"])
     import hashlib
 
-    assert row[1] == hashlib.sha256((tmp_path / "DR" / "mlcompiler-00000.ips").read_bytes()
-                                    ).hexdigest()
+    assert row[1] == hashlib.sha256(src).hexdigest()
     assert count(store, "files") == 3
 
 

@@ -15,6 +15,7 @@ from triage.reports import ips
 from triage.reports.detect import parse_bytes
 from triage.store import db
 from triage.store.db import Store, unpack
+from triage.store.queries import incident_detail
 
 from test_ingest import ips_bytes, make_reports
 
@@ -113,9 +114,11 @@ def test_stored_report_equals_parsed_report(tmp_path):
         rep, parsed = _stored_vs_parsed(store, p)
         assert rep.images == parsed.images and len(rep.images) == 2
         assert rep.threads == parsed.threads
-        detail = unpack(store.conn.execute("SELECT detail FROM incidents WHERE path=?",
-                                           (str(p),)).fetchone()[0])
+        iid = store.conn.execute("SELECT incident_id FROM incidents WHERE path=?",
+                                 (str(p),)).fetchone()[0]
+        detail = incident_detail(store, iid)
         assert detail["images"] == orjson.loads(orjson.dumps(parsed.images))
+        assert detail["threads"] == orjson.loads(orjson.dumps(parsed.threads))
     store.close()
 
 
@@ -197,4 +200,80 @@ def test_corpus_stored_reports_equal_parsed(tmp_path):
         assert rep.images == parsed.images, p
         checked += 1
     assert checked
+    store.close()
+
+
+def test_lazy_mode_builds_only_the_crashing_thread():
+    data = ips_bytes(3, nthreads=4)
+    plain = parse_bytes(data, "/r.ips", "s")
+    with ips.raw_images(lazy_threads=True) as held:
+        lazy = parse_bytes(data, "/r.ips", "s")
+    assert len(held) == 1 and held[0][0] is lazy and isinstance(held[0][2], list)
+    ct = plain.crashing_thread
+    assert lazy.crashing_thread == ct and lazy.crashing_frames() == plain.crashing_frames()
+    assert lazy.last_exception_backtrace == plain.last_exception_backtrace
+    assert [(t.index, t.id, t.name, t.triggered) for t in lazy.threads] == \
+        [(t.index, t.id, t.name, t.triggered) for t in plain.threads]
+    assert all(not t.frames for t in lazy.threads if t.index != ct)
+    assert any(t.frames for t in plain.threads if t.index != ct)
+
+
+def test_lazy_mode_picks_the_triggered_thread_when_faulting_thread_is_bad():
+    head, _, body = ips_bytes(3, nthreads=4).partition(b"\n")
+    b = orjson.loads(body)
+    b["faultingThread"] = 99
+    for t in b["threads"]:
+        t.pop("triggered", None)
+    b["threads"][2]["triggered"] = True
+    data = head + b"\n" + orjson.dumps(b)
+    plain = parse_bytes(data, "/r.ips", "s")
+    with ips.raw_images(lazy_threads=True):
+        lazy = parse_bytes(data, "/r.ips", "s")
+    assert plain.crashing_thread == lazy.crashing_thread == 2
+    assert lazy.crashing_frames() == plain.crashing_frames() and lazy.crashing_frames()
+
+
+def test_symbol_facts_teach_what_the_built_frames_teach():
+    from triage.frames.symbolize import observations
+
+    data = ips_bytes(3, nthreads=4)
+    plain = parse_bytes(data, "/r.ips", "s")
+    with ips.raw_images(lazy_threads=True) as held:
+        lazy = parse_bytes(data, "/r.ips", "s")
+    _, raw_imgs, raw_threads = held[0]
+    got = observations(lazy, ips.symbol_facts(raw_threads, raw_imgs, lazy.crashing_thread))
+    assert got == observations(plain) and got
+
+
+def test_store_from_schema_1_gains_the_originals_table(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path)
+    sql = db._schema_sql()
+    start = sql.index("CREATE TABLE IF NOT EXISTS originals")
+    sql = sql[:start] + sql[sql.index(");", start) + 2:]
+    conn.executescript(sql + "\nPRAGMA user_version=1;")
+    conn.close()
+    tables = "SELECT name FROM sqlite_master WHERE type='table'"
+    assert "originals" not in {r[0] for r in sqlite3.connect(path).execute(tables)}
+    store = Store.open(path)
+    assert "originals" in {r[0] for r in store.conn.execute(tables)}
+    make_reports(tmp_path / "DR", 2)
+    assert ing.run_ingest(store, [tmp_path / "DR"], workers=1)["ingested"] == 2
+    assert store.conn.execute("SELECT COUNT(*) FROM originals").fetchone()[0] == 2
+    store.close()
+
+
+def test_damaged_original_falls_back_to_the_crashing_thread(tmp_path):
+    files = make_reports(tmp_path / "DR", 1)
+    store = Store.open(tmp_path / "s.db")
+    ing.run_ingest(store, [tmp_path / "DR"], workers=1)
+    store.conn.execute("UPDATE originals SET data=?", (b"\x28\xb5\x2f\xfdjunk",))
+    iid = store.conn.execute("SELECT incident_id FROM incidents").fetchone()[0]
+    rep = load_report(store.conn, iid)
+    parsed = parse_bytes(files[0].read_bytes(), str(files[0]), "s")
+    assert len(rep.threads) == 1 and [f.symbol for f in rep.threads[0].frames] == \
+        [f.symbol for f in parsed.crashing_frames()]
+    assert any("stored original unreadable" in n for n in rep.notes)
     store.close()

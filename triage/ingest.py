@@ -52,6 +52,7 @@ INCIDENT_COLUMNS = (
     "crashing_thread", "frames", "last_exception", "detail", "signature", "proto_signature",
     "stack_id", "needs_symbols", "ingested_at",
 )
+_INSERT_ORIGINAL = "INSERT OR IGNORE INTO originals (incident_id, data) VALUES (?, ?)"
 _INSERT_INCIDENT = (f"INSERT OR IGNORE INTO incidents ({', '.join(INCIDENT_COLUMNS)}) "
                     f"VALUES ({', '.join('?' * len(INCIDENT_COLUMNS))})")
 _UPSERT_STACK = ("INSERT INTO stacks (stack_id, signature, proto_signature, frames, count) "
@@ -79,6 +80,12 @@ class Stages:
     symbolicate: Optional[Callable[[Report], Any]] = None
     normalize: Optional[Callable[[Report], Any]] = None
     signature: Optional[Callable[[Report], Any]] = None
+    #: peer symbols (``triage.frames.symbolize.PeerSymbols``) known to this process: each
+    #: report's own symbolicated frames are learned, then its unsymbolicated frames named,
+    #: before normalize and signature. Set by ``run_ingest`` (a parser worker holds a copy of
+    #: the store's table as of the fork plus what it learns; the run's final peer pass names
+    #: what a worker could not know yet).
+    peers: Any = None
 
 
 def load_stages(rule_files: Iterable = (), dsym_paths: Iterable = ()) -> Stages:
@@ -144,14 +151,21 @@ def _epoch(iso: Optional[str]) -> Optional[float]:
 
 
 def incident_row(r: Report, sig: Any, now: str, needs_symbols: bool = False,
-                 raw_images: Optional[list] = None) -> tuple:
+                 raw_images: Optional[list] = None, lazy: bool = False) -> tuple:
     """The ``incidents`` row for a parsed (and enriched) report, in INCIDENT_COLUMNS order.
 
+    ``lazy``: the report was parsed under ``ips.raw_images(lazy_threads=True)`` (only the
+    crashing thread has frames, ``r.images`` is empty) and its file bytes go to the
+    ``originals`` table: the detail blob then holds only header, extra and notes, and
+    ``triage.frames.stored`` parses the other threads and the images from the original bytes
+    when the report is read.
     ``raw_images``: the report's undecoded ``usedImages`` list (parsed under
     ``ips.raw_images()``, so ``r.images`` is empty): stored as ``images_raw`` in the detail blob
     and turned into the usual ``images`` by ``triage.store.db.unpack`` when read.
     """
-    if raw_images is not None and not r.images:
+    if lazy:
+        detail = {"header": r.header, "extra": r.extra, "notes": r.notes}
+    elif raw_images is not None and not r.images:
         detail = {"threads": r.threads, "images_raw": raw_images, "header": r.header,
                   "extra": r.extra, "notes": r.notes}
     else:
@@ -195,7 +209,8 @@ def enrich(stages: Stages, report: Report) -> tuple[Any, int]:
     """
     sig = None
     failures = 0
-    for name, fn in (("symbolize", stages.symbolicate), ("normalize", stages.normalize)):
+    for name, fn in (("symbolize", stages.symbolicate), ("peer symbols", _peer_apply(stages)),
+                     ("normalize", stages.normalize)):
         if fn is None:
             continue
         try:
@@ -215,11 +230,17 @@ def enrich(stages: Stages, report: Report) -> tuple[Any, int]:
     return sig, failures
 
 
+def _peer_apply(stages: Stages) -> Optional[Callable[[Report], Any]]:
+    peers = stages.peers
+    return None if peers is None or not peers.by_uuid else peers.apply
+
+
 def process_bytes(stages: Stages, data: bytes, path: str, sha: str, explicit: bool) -> tuple:
     """Parse and enrich one file's bytes into its rows (pure: no store access).
 
-    Returns ``("skipped",)``, ``("error", reason)`` or
-    ``("ok", kind, incident_id, incident_row, stack_row_or_None, stage_failures)``.
+    Returns ``("skipped",)``, ``("error", reason)`` or ``("ok", kind, incident_id, incident_row,
+    stack_row_or_None, stage_failures, peer_observations, original_or_None)`` (``original``: the
+    compressed file bytes, for the ``originals`` table, when the report was parsed lazily).
     """
     if explicit and stages.looks_like_report is not None:
         try:
@@ -228,10 +249,13 @@ def process_bytes(stages: Stages, data: bytes, path: str, sha: str, explicit: bo
             ok = True
         if not ok:
             return ("skipped",)
-    from triage.reports.ips import raw_images
+    from triage.reports.ips import raw_images, symbol_facts
 
+    # lazy: only the crashing thread gets Frame records; the file's bytes are stored and the
+    # other threads are built from them when read. A dSYM rewrites every thread: parse them all.
+    lazy = stages.symbolicate is None
     try:
-        with raw_images() as held:
+        with raw_images(lazy_threads=lazy) as held:
             report = stages.parse_bytes(data, path, sha)
     except ParseError as exc:
         return ("error", _one_line(str(exc)) or "unreadable report")
@@ -239,19 +263,28 @@ def process_bytes(stages: Stages, data: bytes, path: str, sha: str, explicit: bo
         return ("error", "report nested too deeply")
     except Exception as exc:  # noqa: BLE001 - parser bug: report it, keep going
         return ("error", _one_line(f"parser failed: {type(exc).__name__}: {exc}"))
-    del data
     from triage.frames.symbolize import has_unresolved, observations
 
+    entry = next((h for h in held if h[0] is report), None)
+    raw, original, facts = None, None, ()
+    if entry is not None and len(entry) == 3:
+        original = compress_blob(data)
+        facts = symbol_facts(entry[2], entry[1], report.crashing_thread)
+    elif entry is not None:
+        raw = entry[1]
+    del data
+    # peer symbols: what this report teaches (merged by the parent, and learned here first so
+    # its own unsymbolicated frames can use it), and whether it still has frames to name
+    obs = observations(report, facts)
+    if stages.peers is not None and obs:
+        stages.peers.absorb(obs)
     sig, failures = enrich(stages, report)
-    # peer symbols: what this report teaches (merged by the parent), and whether it could learn
-    obs = observations(report)
-    raw = next((imgs for rep, imgs in held if rep is report), None)
-    inc = incident_row(report, sig, _now(), has_unresolved(report), raw)
+    inc = incident_row(report, sig, _now(), has_unresolved(report), raw, original is not None)
     stack = None
     if sig is not None and getattr(sig, "stack_id", None):
         stack = (sig.stack_id, sig.signature or "", sig.proto_signature or "",
                  _jtext(list(sig.stack or [])))
-    return ("ok", report.kind, report.incident_id, inc, stack, failures, obs)
+    return ("ok", report.kind, report.incident_id, inc, stack, failures, obs, original)
 
 
 def _one_line(text: str) -> str:
@@ -263,8 +296,11 @@ def _worker_init(rule_files, dsym_paths) -> None:
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is handled by the main process
-    if _WORKER_STAGES is None:
+    if _WORKER_STAGES is None:  # spawned, not forked: learn peer symbols from scratch
+        from triage.frames.symbolize import PeerSymbols
+
         _WORKER_STAGES = load_stages(rule_files, dsym_paths)
+        _WORKER_STAGES.peers = PeerSymbols()
 
 
 def _work(data: bytes, path: str, sha: str, explicit: bool) -> tuple:
@@ -301,6 +337,7 @@ class _Pending:
     incident: tuple
     stack: Optional[tuple]
     observations: list = field(default_factory=list)
+    original: Optional[bytes] = None
 
 
 class _Run:
@@ -337,6 +374,7 @@ class _Run:
         from triage.frames.symbolize import PeerSymbols
 
         self.peers = PeerSymbols.load(store)    # symbols learned from symbolicated peers
+        stages.peers = self.peers               # parsing in this process: the live table
         self.needs_symbols: list[str] = []      # new incidents with unsymbolicated frames
 
     # ---- problems
@@ -531,16 +569,17 @@ class _Run:
         if tag == "error":
             self.problem(c.path, res[1], c.size, c.mtime_ns)
             return
-        _, kind, incident_id, inc, stack, failures, obs = res
+        _, kind, incident_id, inc, stack, failures, obs, original = res
         self.stage_failures += failures
         if incident_id in self.batch_ids or self.conn.execute(
                 "SELECT 1 FROM incidents WHERE incident_id=?", (incident_id,)).fetchone():
             self.duplicate(c, sha, incident_id)
             return
-        self.batch.append(_Pending(c.path, c.size, c.mtime_ns, sha, kind, inc, stack, obs))
+        self.batch.append(_Pending(c.path, c.size, c.mtime_ns, sha, kind, inc, stack, obs,
+                                   original))
         self.batch_shas[sha] = incident_id
         self.batch_ids.add(incident_id)
-        self.batch_bytes += len(inc[_DETAIL_INDEX] or b"") + 4096
+        self.batch_bytes += len(inc[_DETAIL_INDEX] or b"") + len(original or b"") + 4096
         if len(self.batch) >= BATCH_SIZE or self.batch_bytes >= BATCH_BYTES:
             self.flush()
 
@@ -568,6 +607,8 @@ class _Run:
                 if cur.rowcount == 1:
                     ingested += 1
                     new_kinds[p.kind] = new_kinds.get(p.kind, 0) + 1
+                    if p.original is not None:
+                        conn.execute(_INSERT_ORIGINAL, (p.incident[0], p.original))
                     if p.stack is not None:
                         conn.execute(_UPSERT_STACK, p.stack)
                     if p.observations:
@@ -715,12 +756,11 @@ def _after_peers(store, run: "_Run", rule_files: list) -> int:
     those, with old cluster ids mapped to new ones.
     """
     ids = list(run.needs_symbols)
-    if not ids:
+    if not ids or not len(run.peers):
         return 0
-    from triage.frames.resymbolicate import resymbolicate_store
+    from triage.frames.resymbolicate import peer_symbolicate_crashes
 
-    res = resymbolicate_store(store, [], rule_files, incident_ids=ids, use_peers=True,
-                              learn_all=False)
+    res = peer_symbolicate_crashes(store, ids, run.peers, rule_files)
     return int(res.get("frames_peer", 0))
 
 

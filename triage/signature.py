@@ -52,6 +52,7 @@ class SigLists:
     #: message masks, in order: (name, compiled regex, replacement) — see message_masks.toml
     masks: list[tuple[str, "re.Pattern", str]] = field(default_factory=list)
     _compiled: dict = field(default_factory=dict, repr=False)
+    _memo: dict = field(default_factory=dict, repr=False)   # (list, text) -> bool
 
     def matcher(self, name: str):
         rx = self._compiled.get(name)
@@ -62,7 +63,15 @@ class SigLists:
         return rx
 
     def is_(self, name: str, text: str) -> bool:
-        return bool(text) and self.matcher(name).match(text) is not None
+        if not text:
+            return False
+        key = (name, text)
+        hit = self._memo.get(key)
+        if hit is None:
+            if len(self._memo) >= 262_144:      # bounded: long runs see many distinct frames
+                self._memo.clear()
+            hit = self._memo[key] = self.matcher(name).match(text) is not None
+        return hit
 
     def version(self) -> str:
         """A short hash of the list contents (recorded with recluster runs)."""
@@ -311,11 +320,16 @@ def _collapse_recursion(items: list, max_period: int = 4) -> tuple[list, bool]:
     """Collapse immediately repeated runs of 1..max_period items; True if anything collapsed."""
     out: list = []
     collapsed = False
+    periods = range(1, max_period + 1)
     for it in items:
         out.append(it)
-        for p in range(1, max_period + 1):
-            if len(out) >= 2 * p and out[-p:] == out[-2 * p:-p]:
-                del out[-p:]
+        n = len(out)
+        for p in periods:
+            if n < 2 * p:
+                break
+            # cheap test of the newest item first; the whole run only when it matches
+            if out[n - 1] == out[n - 1 - p] and out[n - p:] == out[n - 2 * p:n - p]:
+                del out[n - p:]
                 collapsed = True
                 break
     return out, collapsed

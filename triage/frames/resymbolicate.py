@@ -47,6 +47,8 @@ def _new_detail(old_blob: Optional[bytes], rep) -> bytes:
             detail = {}
     if not isinstance(detail, dict) or not detail:
         detail = {"images": rep.images, "header": rep.header, "extra": rep.extra}
+    elif "threads" not in detail:  # lazily ingested: threads and images came from ``original``
+        detail["images"] = rep.images
     detail["threads"] = rep.threads
     detail["notes"] = rep.notes
     return compress_blob(_dumps(detail))
@@ -151,4 +153,100 @@ def resymbolicate_store(store, dsym_paths: Iterable[Path], rule_files: Iterable[
             summary["frames_peer"] += n_peer
         if peers is not None:
             peers.save(conn)
+    return summary
+
+
+def _nameable(row, peers) -> bool:
+    """Whether ``peers`` can name at least one unsymbolicated frame of the stored crashing
+    thread / last exception backtrace (a cheap look at the JSON, before any Frame is built)."""
+    lookup = peers.lookup
+    for col in ("frames", "last_exception"):
+        text = row[col]
+        if not text:
+            continue
+        try:
+            frames = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            return True     # let the full path say what is wrong
+        for f in frames if isinstance(frames, list) else ():
+            if isinstance(f, dict) and f.get("symbol") is None:
+                off = f.get("offset")
+                if isinstance(off, int) and f.get("image_uuid") and \
+                        lookup(f["image_uuid"], off) is not None:
+                    return True
+    return False
+
+
+#: the columns ``triage.cluster.report_from_row`` reads (never the big ``original`` blob)
+_CRASH_COLUMNS = ("incident_id", "path", "sha256", "format", "bug_type", "kind", "process",
+                  "exception_type", "signal", "exception_codes", "exception_subtype",
+                  "exception_message", "termination_indicator", "asi", "frames",
+                  "last_exception", "detail", "signature", "proto_signature", "stack_id")
+
+
+def peer_symbolicate_crashes(store, incident_ids: list[str], peers,
+                             rule_files: Iterable[Path] = ()) -> dict[str, Any]:
+    """Ingest's peer pass: name the unsymbolicated frames of the crashing thread and the last
+    exception backtrace of ``incident_ids`` from ``peers`` (a ``PeerSymbols``), re-normalize,
+    re-sign and rewrite ``frames``, ``last_exception``, the signature columns, ``stacks``
+    counts and ``needs_symbols``, in one transaction. Only the stored columns are read (not the
+    report's original bytes): signatures only depend on those frames. The other threads are
+    named when a report is read in full (``triage symbolicate`` rewrites them all).
+
+    Returns ``reports_seen``, ``reports_changed``, ``frames_peer``, ``signatures_changed``,
+    ``changed``, ``problems``."""
+    import sqlite3
+
+    from triage.cluster import report_from_row
+    from triage.frames.normalize import load_rules, normalize_report
+    from triage.frames.symbolize import has_unresolved
+
+    rule_files = list(rule_files)
+    rules = load_rules(rule_files)
+    signature = _signature_fn(rule_files)
+    summary: dict[str, Any] = {"reports_seen": 0, "reports_changed": 0, "frames_peer": 0,
+                               "signatures_changed": 0, "changed": [], "problems": []}
+    cols = ", ".join(_CRASH_COLUMNS)
+    with store.transaction() as conn:
+        for start in range(0, len(incident_ids), 500):
+            chunk = incident_ids[start:start + 500]
+            cur = conn.execute(f"SELECT {cols} FROM incidents WHERE incident_id IN "
+                               f"({','.join('?' * len(chunk))})", chunk)
+            cur.row_factory = sqlite3.Row
+            for row in cur.fetchall():
+                summary["reports_seen"] += 1
+                if not _nameable(row, peers):
+                    continue
+                rep = report_from_row(row)
+                n_peer = peers.apply(rep)
+                if not n_peer:
+                    continue
+                normalize_report(rep, rules)
+                sig = None
+                if signature is not None and rep.kind == KIND_CRASH:
+                    try:
+                        sig = signature(rep)
+                    except Exception as exc:  # noqa: BLE001
+                        summary["problems"].append(f"{rep.incident_id}: signature failed: {exc}")
+                old = (row["signature"], row["proto_signature"], row["stack_id"])
+                new_sig = (sig.signature, sig.proto_signature, sig.stack_id) \
+                    if sig is not None else old
+                conn.execute("UPDATE incidents SET frames=?, last_exception=?, signature=?, "
+                             "proto_signature=?, stack_id=?, needs_symbols=? "
+                             "WHERE incident_id=?",
+                             (_jtext(rep.crashing_frames()), _jtext(rep.last_exception_backtrace),
+                              *new_sig, 1 if has_unresolved(rep) else 0, rep.incident_id))
+                if sig is not None and new_sig[2] != old[2]:
+                    if old[2]:
+                        conn.execute("UPDATE stacks SET count = MAX(count - 1, 0) "
+                                     "WHERE stack_id=?", (old[2],))
+                    if new_sig[2]:
+                        conn.execute(_UPSERT_STACK, (new_sig[2], new_sig[0] or "",
+                                                     new_sig[1] or "",
+                                                     _jtext(list(sig.stack or []))))
+                if new_sig[0] != old[0]:
+                    summary["signatures_changed"] += 1
+                    summary["changed"].append(rep.incident_id)
+                summary["reports_changed"] += 1
+                summary["frames_peer"] += n_peer
     return summary

@@ -104,6 +104,8 @@ def load_report(conn: sqlite3.Connection, incident_id: str) -> Report | None:
     if row is None:
         return None
     rec = dict(zip([c[0] for c in cur.description], row))
+    orig = conn.execute("SELECT data FROM originals WHERE incident_id=?", (incident_id,)).fetchone()
+    rec["original"] = orig[0] if orig else None
     return report_from_row(rec, jload, unpack)
 
 
@@ -139,6 +141,14 @@ def report_from_row(rec: dict, jload=None, unpack=None) -> Report:
     except Exception:  # noqa: BLE001 - a damaged blob: fall back to the frames column
         detail = {}
     threads = detail.get("threads") or []
+    original = rec.get("original")
+    if "threads" not in detail and original is not None:
+        _from_original(report, original, rec, jload)
+        report.header = detail.get("header")
+        report.extra = detail.get("extra") or {}
+        notes = list(detail.get("notes") or [])
+        report.notes = notes + [n for n in report.notes if n not in notes]
+        return report
     report.threads = [thread_from_dict(t, i) for i, t in enumerate(threads) if isinstance(t, dict)]
     if raw_images is not None:
         from triage.reports.ips import images_from_raw
@@ -157,3 +167,39 @@ def report_from_row(rec: dict, jload=None, unpack=None) -> Report:
     le = jload(rec.get("last_exception")) if rec.get("last_exception") else None
     report.last_exception_backtrace = frames_from_json(le) if le is not None else None
     return report
+
+
+def _from_original(report: Report, blob: bytes, rec: dict, jload) -> None:
+    """Threads, images and parse notes of a lazily ingested report, parsed from its stored
+    file bytes; the crashing thread and the last exception backtrace are the stored (enriched)
+    ``frames`` / ``last_exception`` columns, and the other threads are normalized with the
+    default rules, so the result equals what a full parse + enrich gives."""
+    from triage.frames.normalize import load_rules, normalize_frame
+    from triage.reports.detect import parse_bytes
+    from triage.store.db import decompress_blob
+
+    report.notes = []
+    try:
+        parsed = parse_bytes(decompress_blob(blob), report.path, report.sha256)
+    except Exception as exc:  # noqa: BLE001 - a damaged blob: fall back to the frames column
+        report.notes = [f"stored original unreadable: {type(exc).__name__}: {exc}"]
+        parsed = None
+    frames = frames_from_json(jload(rec.get("frames"))) if rec.get("frames") else []
+    le = jload(rec.get("last_exception")) if rec.get("last_exception") else None
+    report.last_exception_backtrace = frames_from_json(le) if le is not None else None
+    ct = report.crashing_thread
+    if parsed is None or not parsed.threads:
+        if frames:
+            report.threads = [Thread(index=0, triggered=True, frames=frames)]
+            report.crashing_thread = 0
+        return
+    report.threads = parsed.threads
+    report.images = parsed.images
+    report.notes = parsed.notes
+    rules = load_rules([])
+    for t in report.threads:
+        if isinstance(ct, int) and t.index == ct:
+            t.frames = frames
+        else:
+            for f in t.frames:
+                normalize_frame(f, rules)

@@ -313,7 +313,11 @@ class PeerSymbols:
 
     def observe(self, report: Report) -> int:
         """Learn from the symbolicated, non-inline frames of ``report``; returns new facts."""
-        learned = 0
+        return self.observe_facts(self.facts(report))
+
+    def facts(self, report: Report) -> Iterator[tuple]:
+        """``(uuid, offset, symbol_offset, symbol)`` of the frames of ``report`` worth learning
+        from: symbolicated (not by a peer), not inline, with a known image UUID."""
         for f in self._frames(report):
             if (f.inline or f.symbol is None or f.symbolicated_by == "peer"
                     or not isinstance(f.offset, int) or not isinstance(f.symbol_offset, int)
@@ -322,16 +326,27 @@ class PeerSymbols:
             uuid = _frame_uuid(f, report)
             if uuid is None or uuid == ZERO_UUID:
                 continue
-            start = f.offset - f.symbol_offset
-            entries = self.by_uuid.setdefault(uuid, {})
+            yield uuid, f.offset, f.symbol_offset, f.symbol
+
+    def observe_facts(self, facts: Iterable[tuple]) -> int:
+        """Learn from ``(uuid, offset, symbol_offset, symbol)`` facts (see :meth:`facts` and
+        ``triage.reports.ips.symbol_facts``); returns the number of new facts."""
+        learned = 0
+        for uuid, offset, symbol_offset, symbol in facts:
+            if uuid == ZERO_UUID:
+                continue
+            start = offset - symbol_offset
+            entries = self.by_uuid.get(uuid)
+            if entries is None:
+                entries = self.by_uuid[uuid] = {}
             e = entries.get(start)
             if e is None:
-                entries[start] = _Entry(start, f.offset, f.symbol)
+                entries[start] = _Entry(start, offset, symbol)
                 self._sorted.pop(uuid, None)
                 self._dirty.add((uuid, start))
                 learned += 1
-            elif f.offset > e.end_seen and e.symbol == f.symbol:
-                e.end_seen = f.offset
+            elif offset > e.end_seen and e.symbol == symbol:
+                e.end_seen = offset
                 self._dirty.add((uuid, start))
                 learned += 1
         return learned
@@ -404,11 +419,14 @@ class PeerSymbols:
         return len(rows)
 
 
-def observations(report: Report) -> list[tuple[str, int, int, str]]:
+def observations(report: Report, extra_facts: Iterable[tuple] = ()) -> list[tuple[str, int, int, str]]:
     """What ``report``'s own symbolicated frames teach about its images, as
-    ``(image_uuid, start, end_seen, symbol)`` rows for :meth:`PeerSymbols.absorb` (pure)."""
+    ``(image_uuid, start, end_seen, symbol)`` rows for :meth:`PeerSymbols.absorb` (pure).
+    ``extra_facts``: facts of frames not built as records (lazy ingest's other threads, from
+    ``triage.reports.ips.symbol_facts``), learned after the report's own frames."""
     peers = PeerSymbols()
     peers.observe(report)
+    peers.observe_facts(extra_facts)
     return [(u, s, peers.by_uuid[u][s].end_seen, peers.by_uuid[u][s].symbol)
             for u, s in sorted(peers._dirty)]
 

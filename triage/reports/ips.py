@@ -149,16 +149,28 @@ def _i(v):
 
 #: set by raw_images(): a list collecting (report, raw usedImages) instead of building Images
 _RAW_IMAGES: ContextVar[list | None] = ContextVar("triage_ips_raw_images", default=None)
+#: set by raw_images(lazy_threads=True): only the crashing thread's frames become Frame records
+_LAZY_THREADS: ContextVar[bool] = ContextVar("triage_ips_lazy_threads", default=False)
 
 
 @contextmanager
-def raw_images() -> Iterator[list]:
-    """Within the block, JSON crash bodies keep ``usedImages`` raw (see the module docstring)."""
+def raw_images(lazy_threads: bool = False) -> Iterator[list]:
+    """Within the block, JSON crash bodies keep ``usedImages`` raw (see the module docstring).
+
+    ``lazy_threads=True`` (what ingest uses): only the crashing thread and the
+    ``lastExceptionBacktrace`` get Frame records; the other threads keep their metadata (id,
+    name, queue, triggered) with an empty ``frames`` list, and each ``held`` entry is
+    ``(report, raw usedImages, raw threads)``. Ingest stores the file's own bytes, from which
+    ``triage.frames.stored`` builds every thread when a stored report is read, so nothing is
+    lost; signatures and clustering only ever read the crashing thread.
+    """
     held: list = []
     token = _RAW_IMAGES.set(held)
+    token2 = _LAZY_THREADS.set(lazy_threads)
     try:
         yield held
     finally:
+        _LAZY_THREADS.reset(token2)
         _RAW_IMAGES.reset(token)
 
 
@@ -364,8 +376,13 @@ def _asi(raw) -> dict[str, list[str]] | None:
 def _fill_crash(rep: Report, b: dict, notes: list[str]) -> None:
     raw_imgs = b.get("usedImages")
     held = _RAW_IMAGES.get()
+    lazy = False
     if held is not None and type(raw_imgs) is list:
-        held.append((rep, raw_imgs))   # Image records are built when (if) they are read
+        lazy = _LAZY_THREADS.get()
+        if lazy:
+            held.append((rep, raw_imgs, b.get("threads")))
+        else:
+            held.append((rep, raw_imgs))   # Image records are built when (if) they are read
         rep.images = []
         lookup = _LazyLookup(raw_imgs)
     else:
@@ -399,6 +416,7 @@ def _fill_crash(rep: Report, b: dict, notes: list[str]) -> None:
     threads: list[Thread] = []
     triggered: list[int] = []
     if isinstance(raw_threads, list):
+        wanted = _crashing_index(b.get("faultingThread"), raw_threads) if lazy else None
         for i, t in enumerate(raw_threads):
             if not isinstance(t, dict):
                 threads.append(Thread(index=i))
@@ -412,7 +430,8 @@ def _fill_crash(rep: Report, b: dict, notes: list[str]) -> None:
                 name=as_str(t.get("name")),
                 queue=as_str(t.get("queue")),
                 triggered=trig,
-                frames=_frames(t.get("frames"), lookup, notes, f"thread {i}"),
+                frames=(_frames(t.get("frames"), lookup, notes, f"thread {i}")
+                        if not lazy or i == wanted else []),
             ))
     elif raw_threads is None:
         notes.append("body has no threads: report stored without frames")
@@ -452,6 +471,65 @@ def _fill_crash(rep: Report, b: dict, notes: list[str]) -> None:
             if frames:
                 rep.last_exception_backtrace = frames
                 notes.append("asiBacktraces[0] (text) stored as last_exception_backtrace")
+
+
+def symbol_facts(raw_threads, raw_images, skip: int | None = None) -> Iterator[tuple]:
+    """``(image_uuid, offset, symbol_offset, symbol)`` for every symbolicated, non-inline frame of
+    the raw ``threads`` (all but thread ``skip``), with the uuid, offset and symbol a parsed
+    Frame would carry: what peer symbolication learns from a report, without building Frame
+    records (lazy ingest; the built frames are observed the usual way)."""
+    if type(raw_threads) is not list:
+        return
+    lookup = raw_images if isinstance(raw_images, _LazyLookup) else _LazyLookup(
+        raw_images if type(raw_images) is list else [])
+    n_images = len(lookup)
+    for i, t in enumerate(raw_threads):
+        if i == skip or type(t) is not dict:
+            continue
+        frames = t.get("frames")
+        if type(frames) is not list:
+            continue
+        for f in frames:
+            if type(f) is not dict:
+                continue
+            g = f.get
+            raw_sym = g("symbol")
+            if raw_sym is None:
+                continue
+            loc = g("symbolLocation")
+            off = g("imageOffset")
+            if type(loc) is not int:
+                loc = as_int(loc)
+            if type(off) is not int:
+                off = as_int(off)
+            if loc is None or off is None or loc < 0 or loc > off:
+                continue
+            inl = g("inline")
+            if inl is True or (inl is not None and inl is not False and flag(inl)):
+                continue
+            idx = g("imageIndex")
+            if type(idx) is not int:
+                idx = as_int(idx) if idx is not None else None
+            if idx is None or not 0 <= idx < n_images:
+                continue
+            uuid = lookup[idx][1]
+            if uuid is None:
+                continue
+            sym = clean_symbol(raw_sym if type(raw_sym) is str else str(raw_sym))
+            if sym is not None:
+                yield uuid, off, loc, sym
+
+
+def _crashing_index(ft, raw_threads: list) -> int | None:
+    """The thread _fill_crash will choose as crashing (faultingThread, else the first
+    triggered one), computed before any frame is built (lazy mode)."""
+    ft_i = as_int(ft)
+    if ft_i is not None and 0 <= ft_i < len(raw_threads):
+        return ft_i
+    for i, t in enumerate(raw_threads):
+        if type(t) is dict and flag(t.get("triggered")):
+            return i
+    return None
 
 
 def _jetsam_extra(rep: Report, b: dict) -> None:

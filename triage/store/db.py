@@ -20,7 +20,8 @@ import orjson
 
 from triage.errors import UserError
 
-SCHEMA_VERSION = 1
+#: 2 added the ``originals`` table (the schema script only adds what is missing)
+SCHEMA_VERSION = 2
 BUSY_TIMEOUT_MS = 60_000
 #: page size of newly created stores
 PAGE_SIZE = 16384

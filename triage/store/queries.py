@@ -109,8 +109,9 @@ def incident_records(store: Store, kind: Optional[str] = None, cluster: Optional
         params.extend(incident_ids)
     cols = ", ".join(f"i.{c}" for c in PLAIN_COLUMNS)
     sql = (f"SELECT {cols}, i.asi, i.frames, i.last_exception, c.raw"
-           + (", i.detail" if detail else "")
-           + " FROM incidents i LEFT JOIN compiles c ON c.id = i.compile_id")
+           + (", i.detail, o.data" if detail else "")
+           + " FROM incidents i LEFT JOIN compiles c ON c.id = i.compile_id"
+           + (" LEFT JOIN originals o ON o.incident_id = i.incident_id" if detail else ""))
     if where:
         sql += " WHERE " + " AND ".join(where)
     sql += " ORDER BY i.captured_ts IS NULL, i.captured_ts, i.incident_id"
@@ -127,9 +128,32 @@ def incident_records(store: Store, kind: Optional[str] = None, cluster: Optional
         rec["compile"] = jload(row[n + 3])
         if detail:
             d = unpack(row[n + 4]) or {}
+            if "threads" not in d and row[n + 5] is not None:
+                d = _detail_from_original(rec, row[n + 1], row[n + 2], row[n + 5], d)
             for k in ("threads", "images", "header", "extra", "notes"):
                 rec[k] = d.get(k)
         out.append(rec)
+    return out
+
+
+def _detail_from_original(rec: dict, frames_json, le_json, original: bytes, d: dict) -> dict:
+    """threads / images / notes of a lazily ingested report (see ``triage.frames.stored``), as
+    the plain dicts the detail blob holds for other reports."""
+    import orjson
+
+    from triage.frames.stored import _from_original
+    from triage.records import Report
+    from triage.store.db import _default
+
+    rep = Report(incident_id=rec.get("incident_id") or "", path=rec.get("path") or "",
+                 sha256=rec.get("sha256") or "", format=rec.get("format") or "",
+                 crashing_thread=rec.get("crashing_thread"))
+    _from_original(rep, original, {"frames": frames_json, "last_exception": le_json}, jload)
+    out = dict(d)
+    notes = list(d.get("notes") or [])
+    for k, v in (("threads", rep.threads), ("images", rep.images)):
+        out[k] = orjson.loads(orjson.dumps(v, option=orjson.OPT_NON_STR_KEYS, default=_default))
+    out["notes"] = notes + [x for x in rep.notes if x not in notes]
     return out
 
 
