@@ -802,10 +802,10 @@ def report_from_row(row) -> "Report":
 
     from triage.frames.stored import frames_from_json
     from triage.records import Report, Thread
-    from triage.store.db import decompress_blob, jload
+    from triage.store.db import decompress_blob, jload, load_frames
 
-    frames = frames_from_json(jload(row["frames"]))
-    leb = jload(row["last_exception"])
+    frames = frames_from_json(load_frames(row["frames"]))
+    leb = load_frames(row["last_exception"])
     extra = {}
     try:  # only ``extra`` is needed: no image records are built
         detail = orjson.loads(decompress_blob(row["detail"])) if row["detail"] is not None \
@@ -840,7 +840,7 @@ def recluster(store, settings=None, rule_files=(), *, dry_run: bool = False,
     import sqlite3
 
     from triage.signature import compute_signature, load_siglists
-    from triage.store.db import jdump
+    from triage.store.db import dump_frames, jdump
 
     s = _settings(settings)
     siglists = load_siglists(list(rule_files))
@@ -870,7 +870,7 @@ def recluster(store, settings=None, rule_files=(), *, dry_run: bool = False,
         if res.signature != row["signature"]:
             diff.signatures_changed += 1
         if rep.threads:
-            new_frames[iid] = jdump([_frame_dict(f) for f in rep.threads[0].frames])
+            new_frames[iid] = dump_frames(rep.threads[0].frames)
         old_nat[iid] = row["stack_cluster"]
         st = stacks_new.get(res.stack_id)
         stacks_new[res.stack_id] = (res.signature, res.proto_signature, res.stack,
@@ -996,8 +996,3 @@ def recluster(store, settings=None, rule_files=(), *, dry_run: bool = False,
         store.set_meta("reclustered_at", now)
     return diff
 
-
-def _frame_dict(f) -> dict:
-    from dataclasses import asdict
-
-    return asdict(f)

@@ -123,10 +123,10 @@ def select(labels: dict[str, str], split_of: dict[str, str], split: str) -> dict
 def siggen_crash_data(row) -> dict:
     """siggen input for one stored incident: raw crashing-thread frames (function = the symbol
     as written in the report, module, offsets), abort message from asi, as Socorro would get."""
-    from triage.store.db import jload
+    from triage.store.db import jload, load_frames
 
     frames = []
-    for f in jload(row["frames"]) or []:
+    for f in load_frames(row["frames"]) or []:
         fr: dict[str, Any] = {}
         # the symbol as the report wrote it (not what dSYMs / peers added later)
         fn = f.get("raw_symbol") or (f.get("symbol") if f.get("symbolicated_by") in

@@ -27,7 +27,7 @@ import orjson
 
 from triage.records import KIND_CRASH, FileProblem, ParseError, Report
 from triage.reports.discover import Candidate, Skipped, discover, source_file
-from triage.store.db import compress_blob
+from triage.store.db import compress_blob, dump_frames
 
 BATCH_SIZE = 500
 #: also flush a batch once its packed rows reach this many bytes (bounds memory on huge files)
@@ -181,7 +181,7 @@ def incident_row(r: Report, sig: Any, now: str, needs_symbols: bool = False,
         r.exception_subtype, r.exception_message, r.termination_namespace,
         _int_or_none(r.termination_code), r.termination_indicator, r.termination_by_process,
         r.termination_by_pid, r.crash_reporter_key, _jtext(r.asi), r.crashing_thread,
-        _jtext(r.crashing_frames()), _jtext(r.last_exception_backtrace), detail,
+        dump_frames(r.crashing_frames()), dump_frames(r.last_exception_backtrace), detail,
         getattr(sig, "signature", None), getattr(sig, "proto_signature", None),
         getattr(sig, "stack_id", None), 1 if needs_symbols else 0, now,
     )
@@ -275,9 +275,10 @@ def process_bytes(stages: Stages, data: bytes, path: str, sha: str, explicit: bo
     del data
     # peer symbols: what this report teaches (merged by the parent, and learned here first so
     # its own unsymbolicated frames can use it), and whether it still has frames to name
-    obs = observations(report, facts)
-    if stages.peers is not None and obs:
-        stages.peers.absorb(obs)
+    if stages.peers is not None:
+        obs = stages.peers.learn(report, facts)
+    else:
+        obs = observations(report, facts)
     sig, failures = enrich(stages, report)
     inc = incident_row(report, sig, _now(), has_unresolved(report), raw, original is not None)
     stack = None

@@ -293,12 +293,13 @@ def is_symbolized(f: Frame) -> bool:
 _OFF = re.compile(r"\+(0x[0-9A-Fa-f]+)$")
 
 
-def frame_token(f: Frame) -> str:
+def frame_token(f: Frame, label: str | None = None) -> str:
     """Similarity token: ``module!function``; unsymbolized ``module!+0xOFFSET`` (the function
-    start when the frames stage knew it, else the image offset: stable within one build)."""
+    start when the frames stage knew it, else the image offset: stable within one build).
+    ``label``: ``frame_label(f)`` when the caller has it already."""
     mod = f.module or UNKNOWN_MODULE
     if is_symbolized(f):
-        return f"{mod}!{frame_label(f)}"
+        return f"{mod}!{frame_label(f) if label is None else label}"
     m = _OFF.search(f.normalized or "")
     if m:
         return f"{mod}!+{m.group(1).lower()}"
@@ -406,7 +407,8 @@ _OVERFLOW = re.compile(r"stack overflow|stack guard|excessive recursion|thread s
                        re.I)
 
 
-def is_stack_overflow(report: Report, frames: list[Frame]) -> bool:
+def is_stack_overflow(report: Report, frames: list[Frame],
+                      labels: list[str] | None = None) -> bool:
     texts = [report.exception_subtype, report.exception_message, report.termination_indicator]
     extra = report.extra or {}
     for k in ("vm_region_info", "vmRegionInfo", "exception_note", "crash_note"):
@@ -416,7 +418,7 @@ def is_stack_overflow(report: Report, frames: list[Frame]) -> bool:
     if any(t and _OVERFLOW.search(t) for t in texts):
         return True
     if len(frames) >= 500:
-        labels = [frame_label(f) for f in frames[:200]]
+        labels = labels[:200] if labels is not None else [frame_label(f) for f in frames[:200]]
         _, collapsed = _collapse_recursion(labels)
         return collapsed and len(set(labels)) < 50
     return False
@@ -429,11 +431,12 @@ def exception_class(report: Report) -> str | None:
     return "/".join(parts) if parts else None
 
 
-def _walk(frames: list[Frame], lists: SigLists, has_message: bool, notes: list[str]
-          ) -> tuple[list[str], int]:
+def _walk(frames: list[Frame], lists: SigLists, has_message: bool, notes: list[str],
+          labels: list[str] | None = None) -> tuple[list[str], int]:
     """Socorro walk. Returns (signature labels, index where the meaningful stack starts)."""
     frames = frames[:MAX_FRAMES_CONSIDERED]
-    labels = [frame_label(f) for f in frames]
+    labels = labels[:MAX_FRAMES_CONSIDERED] if labels is not None else \
+        [frame_label(f) for f in frames]
     start = 0
     for i in range(min(len(labels), SENTINEL_SEARCH) - 1, -1, -1):
         if lists.is_("sentinel", labels[i]) or (has_message and lists.is_("sentinel_message",
@@ -530,16 +533,19 @@ def compute_signature(report: Report, siglists: SigLists, *,
                                    "no crashing thread frames"],
                                frames_signature=EMPTY_SIGNATURE, exception=exc,
                                message=message, source="none")
-    overflow = is_stack_overflow(report, frames)
+    labels = [frame_label(f) for f in frames]     # once per frame (stack overflows: 500+)
+    overflow = is_stack_overflow(report, frames, labels)
     if overflow:
         notes.append("stack overflow")
-    labels_sig, start = _walk(frames, siglists, message is not None, notes)
-    stack_frames = _meaningful_stack(frames, start, siglists)
-    tokens, collapsed = _collapse_recursion([frame_token(f) for f in stack_frames])
+    labels_sig, start = _walk(frames, siglists, message is not None, notes, labels)
+    # the meaningful stack (as _meaningful_stack): irrelevant frames after the sentinel dropped
+    irrelevant = siglists.is_
+    keep = [i for i in range(start, len(frames)) if not irrelevant("irrelevant", labels[i])]
+    tokens, collapsed = _collapse_recursion([frame_token(frames[i], labels[i]) for i in keep])
     if collapsed:
         notes.append("recursion collapsed")
     stack = tokens[:STACK_DEPTH]
-    proto_labels, _ = _collapse_recursion([frame_label(f) for f in stack_frames])
+    proto_labels, _ = _collapse_recursion([labels[i] for i in keep])
     frames_sig = " | ".join(labels_sig)
     if overflow:
         frames_sig = "stackoverflow | " + frames_sig

@@ -14,6 +14,7 @@ from typing import Any, Iterable, Optional
 import orjson
 
 from triage.records import KIND_CRASH
+from triage.store.db import dump_frames, load_frames
 
 _UPSERT_STACK = ("INSERT INTO stacks (stack_id, signature, proto_signature, frames, count) "
                  "VALUES (?, ?, ?, ?, 1) ON CONFLICT(stack_id) DO UPDATE SET count = count + 1")
@@ -122,8 +123,8 @@ def resymbolicate_store(store, dsym_paths: Iterable[Path], rule_files: Iterable[
             old = conn.execute("SELECT frames, last_exception, signature, proto_signature, "
                                "stack_id, detail FROM incidents WHERE incident_id=?",
                                (iid,)).fetchone()
-            new_frames = _jtext(rep.crashing_frames())
-            new_le = _jtext(rep.last_exception_backtrace)
+            new_frames = dump_frames(rep.crashing_frames())
+            new_le = dump_frames(rep.last_exception_backtrace)
             if not n_dsym and not n_peer and new_frames == old[0] and new_le == old[1]:
                 continue
             sig = None
@@ -165,9 +166,9 @@ def _nameable(row, peers) -> bool:
         if not text:
             continue
         try:
-            frames = orjson.loads(text)
-        except orjson.JSONDecodeError:
-            return True     # let the full path say what is wrong
+            frames = load_frames(text)
+        except Exception:  # noqa: BLE001 - let the full path say what is wrong
+            return True
         for f in frames if isinstance(frames, list) else ():
             if isinstance(f, dict) and f.get("symbol") is None:
                 off = f.get("offset")
@@ -234,7 +235,8 @@ def peer_symbolicate_crashes(store, incident_ids: list[str], peers,
                 conn.execute("UPDATE incidents SET frames=?, last_exception=?, signature=?, "
                              "proto_signature=?, stack_id=?, needs_symbols=? "
                              "WHERE incident_id=?",
-                             (_jtext(rep.crashing_frames()), _jtext(rep.last_exception_backtrace),
+                             (dump_frames(rep.crashing_frames()),
+                              dump_frames(rep.last_exception_backtrace),
                               *new_sig, 1 if has_unresolved(rep) else 0, rep.incident_id))
                 if sig is not None and new_sig[2] != old[2]:
                     if old[2]:

@@ -16,6 +16,7 @@ from typing import Any
 
 from triage.errors import UserError
 from triage.records import Frame, Image, Report, Thread
+from triage.store.db import load_frames
 
 _FRAME_FIELDS = {f.name for f in fields(Frame)}
 _IMAGE_FIELDS = {f.name for f in fields(Image)}
@@ -161,10 +162,10 @@ def report_from_row(rec: dict, jload=None, unpack=None) -> Report:
     report.extra = detail.get("extra") or {}
     report.notes = list(detail.get("notes") or [])
     if not report.threads and rec.get("frames"):
-        frames = frames_from_json(jload(rec.get("frames")))
+        frames = frames_from_json(load_frames(rec.get("frames")))
         report.threads = [Thread(index=0, triggered=True, frames=frames)]
         report.crashing_thread = 0
-    le = jload(rec.get("last_exception")) if rec.get("last_exception") else None
+    le = load_frames(rec.get("last_exception")) if rec.get("last_exception") else None
     report.last_exception_backtrace = frames_from_json(le) if le is not None else None
     return report
 
@@ -184,8 +185,8 @@ def _from_original(report: Report, blob: bytes, rec: dict, jload) -> None:
     except Exception as exc:  # noqa: BLE001 - a damaged blob: fall back to the frames column
         report.notes = [f"stored original unreadable: {type(exc).__name__}: {exc}"]
         parsed = None
-    frames = frames_from_json(jload(rec.get("frames"))) if rec.get("frames") else []
-    le = jload(rec.get("last_exception")) if rec.get("last_exception") else None
+    frames = frames_from_json(load_frames(rec.get("frames"))) if rec.get("frames") else []
+    le = load_frames(rec.get("last_exception")) if rec.get("last_exception") else None
     report.last_exception_backtrace = frames_from_json(le) if le is not None else None
     ct = report.crashing_thread
     if parsed is None or not parsed.threads:

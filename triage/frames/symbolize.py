@@ -328,28 +328,43 @@ class PeerSymbols:
                 continue
             yield uuid, f.offset, f.symbol_offset, f.symbol
 
-    def observe_facts(self, facts: Iterable[tuple]) -> int:
+    def observe_facts(self, facts: Iterable[tuple], changed: set | None = None) -> int:
         """Learn from ``(uuid, offset, symbol_offset, symbol)`` facts (see :meth:`facts` and
-        ``triage.reports.ips.symbol_facts``); returns the number of new facts."""
+        ``triage.reports.ips.symbol_facts``); returns the number of new facts. ``changed``
+        collects the ``(uuid, start)`` keys learned or extended by this call."""
         learned = 0
+        by_uuid = self.by_uuid
+        dirty = self._dirty
         for uuid, offset, symbol_offset, symbol in facts:
             if uuid == ZERO_UUID:
                 continue
             start = offset - symbol_offset
-            entries = self.by_uuid.get(uuid)
+            entries = by_uuid.get(uuid)
             if entries is None:
-                entries = self.by_uuid[uuid] = {}
+                entries = by_uuid[uuid] = {}
             e = entries.get(start)
             if e is None:
                 entries[start] = _Entry(start, offset, symbol)
                 self._sorted.pop(uuid, None)
-                self._dirty.add((uuid, start))
-                learned += 1
             elif offset > e.end_seen and e.symbol == symbol:
                 e.end_seen = offset
-                self._dirty.add((uuid, start))
-                learned += 1
+            else:
+                continue
+            dirty.add((uuid, start))
+            if changed is not None:
+                changed.add((uuid, start))
+            learned += 1
         return learned
+
+    def learn(self, report: Report, extra_facts: Iterable[tuple] = ()) -> list[tuple]:
+        """Observe ``report`` (and ``extra_facts``, as :func:`observations` does) into this
+        table; the ``(image_uuid, start, end_seen, symbol)`` rows that were new or extended
+        here. A parser worker sends only those to the parent, not what it already knew."""
+        changed: set = set()
+        self.observe_facts(self.facts(report), changed)
+        self.observe_facts(extra_facts, changed)
+        return [(u, s, self.by_uuid[u][s].end_seen, self.by_uuid[u][s].symbol)
+                for u, s in sorted(changed)]
 
     def lookup(self, uuid: str | None, offset: int) -> tuple[str, int] | None:
         """``(symbol, start)`` for an image-relative offset, or None."""

@@ -365,7 +365,7 @@ def _by_count(d: dict[str, int]) -> dict[str, int]:
 
 def _cluster_meta(store, cids: list[str]) -> dict[str, dict]:
     """Signature (clusters table, else the representative's) and top normalized frames."""
-    from triage.store.db import jload
+    from triage.store.db import load_frames
 
     out: dict[str, dict] = {}
     sigs = {}
@@ -386,7 +386,7 @@ def _cluster_meta(store, cids: list[str]) -> dict[str, dict]:
             rep = row[0]
             sig = sig or row[1]
             try:
-                frames = normalized_frames(jload(row[2]) or [])
+                frames = normalized_frames(load_frames(row[2]) or [])
             except (ValueError, TypeError):
                 frames = []
         out[cid] = {"signature": sig, "frames": frames, "representative": rep}

@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from contextlib import contextmanager
+from functools import lru_cache
 from contextvars import ContextVar
 from typing import Any, Iterator
 
@@ -473,6 +474,9 @@ def _fill_crash(rep: Report, b: dict, notes: list[str]) -> None:
                 notes.append("asiBacktraces[0] (text) stored as last_exception_backtrace")
 
 
+_clean = lru_cache(maxsize=65536)(clean_symbol)
+
+
 def symbol_facts(raw_threads, raw_images, skip: int | None = None) -> Iterator[tuple]:
     """``(image_uuid, offset, symbol_offset, symbol)`` for every symbolicated, non-inline frame of
     the raw ``threads`` (all but thread ``skip``), with the uuid, offset and symbol a parsed
@@ -497,6 +501,17 @@ def symbol_facts(raw_threads, raw_images, skip: int | None = None) -> Iterator[t
             if raw_sym is None:
                 continue
             loc = g("symbolLocation")
+            off = g("imageOffset")
+            idx = g("imageIndex")
+            # fast path: the usual all-integer, non-inline frame of a known image
+            if (type(loc) is int and type(off) is int and type(idx) is int and type(raw_sym)
+                    is str and "inline" not in f and 0 <= loc <= off and 0 <= idx < n_images):
+                uuid = lookup[idx][1]
+                if uuid is not None:
+                    sym = _clean(raw_sym)
+                    if sym is not None:
+                        yield uuid, off, loc, sym
+                continue
             off = g("imageOffset")
             if type(loc) is not int:
                 loc = as_int(loc)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from triage.store.db import Store, jload, unpack
+from triage.store.db import Store, jload, load_frames, unpack
 
 #: incidents columns copied as they are (the JSON contract; later issues add fields, never rename)
 PLAIN_COLUMNS = (
@@ -61,7 +61,7 @@ def _resolve_cluster(store: Store, cluster_id: str) -> list[str]:
 
 
 def _frames(text: Optional[str]) -> Optional[list[dict]]:
-    frames = jload(text)
+    frames = load_frames(text)
     if frames is None:
         return None
     for f in frames:
