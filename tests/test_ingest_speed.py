@@ -277,3 +277,23 @@ def test_damaged_original_falls_back_to_the_crashing_thread(tmp_path):
         [f.symbol for f in parsed.crashing_frames()]
     assert any("stored original unreadable" in n for n in rep.notes)
     store.close()
+
+
+def test_frames_column_round_trip_and_old_text_rows():
+    from triage.records import Frame
+
+    frames = [Frame(module="m", symbol="f", offset=2**64 + 5, inline=False),
+              Frame(module="n", symbol=None, offset=16, inline=True)]
+    blob = db.dump_frames(frames)
+    assert isinstance(blob, bytes) and blob[:4] == b"\x28\xb5\x2f\xfd"
+    got = db.load_frames(blob)
+    assert [f["module"] for f in got] == ["m", "n"] and got[0]["offset"] == str(2**64 + 5)
+    assert got[1]["symbol"] is None and got[1]["inline"] is True
+    # rows written before frames were compressed hold JSON text: still read
+    text = orjson.dumps([{"module": "m", "symbol": "f", "offset": 1, "inline": False}]).decode()
+    assert db.load_frames(text) == db.load_frames(text.encode()) == orjson.loads(text)
+    assert db.load_frames(None) is None and db.dump_frames(None) is None
+    # a 600-frame recursion compresses well
+    deep = [Frame(module="ANECompiler", symbol="ANEC::visit(Node*)", offset=4096, inline=False)
+            for _ in range(600)]
+    assert len(db.dump_frames(deep)) * 20 < len(orjson.dumps(deep))

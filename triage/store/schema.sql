@@ -53,9 +53,11 @@ CREATE TABLE IF NOT EXISTS incidents (
     crash_reporter_key     TEXT,
     asi                    TEXT,       -- JSON object
     crashing_thread        INTEGER,
-    frames                 TEXT,       -- JSON array: crashing thread frames (enriched by triage.frames)
-    last_exception         TEXT,       -- JSON array of frames or NULL
-    detail                 BLOB,       -- zlib(orjson): threads, images, header, extra, notes
+    frames                 TEXT,       -- crashing thread frames (enriched by triage.frames): zstd JSON
+                                       -- array (db.dump_frames; plain JSON text in older rows)
+    last_exception         TEXT,       -- same encoding, or NULL
+    detail                 BLOB,       -- zstd(orjson): header, extra, notes (+ threads, images for text
+                                       -- reports; JSON reports' threads come from originals)
     signature              TEXT,       -- filled for crashes by triage.signature
     proto_signature        TEXT,
     stack_id               TEXT,       -- hash of the normalized stack used for clustering
