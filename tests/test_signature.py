@@ -260,3 +260,28 @@ def test_bad_message_mask_is_a_one_line_error(tmp_path):
     bad.write_text('[[message_mask]]\nname = "x"\npattern = "("\n')
     with pytest.raises(UserError, match="bad.toml: message mask 'x': invalid regex"):
         load_siglists([bad])
+
+
+def test_collapse_recursion_matches_the_plain_definition():
+    """The fast collapse (period-1 shortcut, first-element test) equals the definition:
+    after each item, drop the newest run of 1..4 items that repeats the run before it."""
+    import random
+
+    from triage.signature import _collapse_recursion
+
+    def plain(items, max_period=4):
+        out, collapsed = [], False
+        for it in items:
+            out.append(it)
+            for p in range(1, max_period + 1):
+                if len(out) >= 2 * p and out[-p:] == out[-2 * p:-p]:
+                    del out[-p:]
+                    collapsed = True
+                    break
+        return out, collapsed
+
+    rng = random.Random(7)
+    for _ in range(5000):
+        items = [rng.choice("abcd") for _ in range(rng.randint(0, 40))]
+        assert _collapse_recursion(items) == plain(items), items
+    assert _collapse_recursion(["f"] * 600 + ["main"]) == (["f", "main"], True)

@@ -325,6 +325,10 @@ def _collapse_recursion(items: list, max_period: int = 4) -> tuple[list, bool]:
     for it in items:
         out.append(it)
         n = len(out)
+        if n >= 2 and it == out[n - 2]:      # period 1 (the usual recursion): no slices
+            out.pop()
+            collapsed = True
+            continue
         for p in periods:
             if n < 2 * p:
                 break
