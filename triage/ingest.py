@@ -110,28 +110,13 @@ def load_stages(rule_files: Iterable = (), dsym_paths: Iterable = ()) -> Stages:
 
 # --------------------------------------------------------------------------- row building
 
-def _big(obj: Any) -> Any:
-    """Copy of ``obj`` (dataclasses -> dicts) with ints beyond 64 bits turned into strings."""
-    if isinstance(obj, bool) or obj is None or isinstance(obj, (str, float)):
-        return obj
-    if isinstance(obj, int):
-        return obj if -(2**63) <= obj < 2**64 else str(obj)
-    if isinstance(obj, dict):
-        return {k if isinstance(k, str) else str(k): _big(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_big(v) for v in obj]
-    if hasattr(obj, "__dataclass_fields__"):
-        return {k: _big(getattr(obj, k)) for k in obj.__dataclass_fields__}
-    return obj
-
-
 def _dumps(obj: Any) -> bytes:
     try:
         return orjson.dumps(obj, option=orjson.OPT_NON_STR_KEYS)
     except (TypeError, orjson.JSONEncodeError):
-        from triage.store.db import _default
+        from triage.store.db import _big_ints, _default
 
-        return orjson.dumps(_big(obj), option=orjson.OPT_NON_STR_KEYS, default=_default)
+        return orjson.dumps(_big_ints(obj), option=orjson.OPT_NON_STR_KEYS, default=_default)
 
 
 def _jtext(obj: Any) -> Optional[str]:

@@ -55,6 +55,29 @@ def _new_detail(old_blob: Optional[bytes], rep) -> bytes:
     return compress_blob(_dumps(detail))
 
 
+def _resign(conn, rep, signature, old: tuple, summary: dict) -> tuple:
+    """Sign ``rep`` again (crashes only); ``old`` and the result are ``(signature,
+    proto_signature, stack_id)``. Moves one from the old ``stacks`` count to the new stack and
+    records a changed signature in ``summary``. A failing signature keeps ``old``."""
+    sig = None
+    if signature is not None and rep.kind == KIND_CRASH:
+        try:
+            sig = signature(rep)
+        except Exception as exc:  # noqa: BLE001
+            summary["problems"].append(f"{rep.incident_id}: signature failed: {exc}")
+    new = (sig.signature, sig.proto_signature, sig.stack_id) if sig is not None else tuple(old)
+    if sig is not None and new[2] != old[2]:
+        if old[2]:
+            conn.execute("UPDATE stacks SET count = MAX(count - 1, 0) WHERE stack_id=?", (old[2],))
+        if new[2]:
+            conn.execute(_UPSERT_STACK, (new[2], new[0] or "", new[1] or "",
+                                         _jtext(list(sig.stack or []))))
+    if new[0] != old[0]:
+        summary["signatures_changed"] += 1
+        summary["changed"].append(rep.incident_id)
+    return new
+
+
 def _signature_fn(rule_files: list[Path]):
     try:
         from triage.signature import compute_signature, load_siglists
@@ -127,28 +150,10 @@ def resymbolicate_store(store, dsym_paths: Iterable[Path], rule_files: Iterable[
             new_le = dump_frames(rep.last_exception_backtrace)
             if not n_dsym and not n_peer and new_frames == old[0] and new_le == old[1]:
                 continue
-            sig = None
-            if signature is not None and rep.kind == KIND_CRASH:
-                try:
-                    sig = signature(rep)
-                except Exception as exc:  # noqa: BLE001
-                    summary["problems"].append(f"{iid}: signature failed: {exc}")
-            detail = _new_detail(old[5], rep)
-            new_sig = (getattr(sig, "signature", None), getattr(sig, "proto_signature", None),
-                       getattr(sig, "stack_id", None)) if sig is not None else tuple(old[2:5])
+            new_sig = _resign(conn, rep, signature, tuple(old[2:5]), summary)
             conn.execute("UPDATE incidents SET frames=?, last_exception=?, detail=?, "
                          "signature=?, proto_signature=?, stack_id=? WHERE incident_id=?",
-                         (new_frames, new_le, detail, *new_sig, iid))
-            if sig is not None and new_sig[2] != old[4]:
-                if old[4]:
-                    conn.execute("UPDATE stacks SET count = MAX(count - 1, 0) WHERE stack_id=?",
-                                 (old[4],))
-                if new_sig[2]:
-                    conn.execute(_UPSERT_STACK, (new_sig[2], new_sig[0] or "", new_sig[1] or "",
-                                                 _jtext(list(sig.stack or []))))
-            if new_sig[0] != old[2]:
-                summary["signatures_changed"] += 1
-                summary["changed"].append(iid)
+                         (new_frames, new_le, _new_detail(old[5], rep), *new_sig, iid))
             summary["reports_changed"] += 1
             summary["frames_dsym"] += n_dsym
             summary["frames_peer"] += n_peer
@@ -223,32 +228,14 @@ def peer_symbolicate_crashes(store, incident_ids: list[str], peers,
                 if not n_peer:
                     continue
                 normalize_report(rep, rules)
-                sig = None
-                if signature is not None and rep.kind == KIND_CRASH:
-                    try:
-                        sig = signature(rep)
-                    except Exception as exc:  # noqa: BLE001
-                        summary["problems"].append(f"{rep.incident_id}: signature failed: {exc}")
                 old = (row["signature"], row["proto_signature"], row["stack_id"])
-                new_sig = (sig.signature, sig.proto_signature, sig.stack_id) \
-                    if sig is not None else old
+                new_sig = _resign(conn, rep, signature, old, summary)
                 conn.execute("UPDATE incidents SET frames=?, last_exception=?, signature=?, "
                              "proto_signature=?, stack_id=?, needs_symbols=? "
                              "WHERE incident_id=?",
                              (dump_frames(rep.crashing_frames()),
                               dump_frames(rep.last_exception_backtrace),
                               *new_sig, 1 if has_unresolved(rep) else 0, rep.incident_id))
-                if sig is not None and new_sig[2] != old[2]:
-                    if old[2]:
-                        conn.execute("UPDATE stacks SET count = MAX(count - 1, 0) "
-                                     "WHERE stack_id=?", (old[2],))
-                    if new_sig[2]:
-                        conn.execute(_UPSERT_STACK, (new_sig[2], new_sig[0] or "",
-                                                     new_sig[1] or "",
-                                                     _jtext(list(sig.stack or []))))
-                if new_sig[0] != old[0]:
-                    summary["signatures_changed"] += 1
-                    summary["changed"].append(rep.incident_id)
                 summary["reports_changed"] += 1
                 summary["frames_peer"] += n_peer
     return summary
