@@ -297,3 +297,18 @@ def test_frames_column_round_trip_and_old_text_rows():
     deep = [Frame(module="ANECompiler", symbol="ANEC::visit(Node*)", offset=4096, inline=False)
             for _ in range(600)]
     assert len(db.dump_frames(deep)) * 20 < len(orjson.dumps(deep))
+
+
+def test_repeated_frames_are_separate_records_with_the_same_values():
+    lookup = [("libA", "u-a", 4096, "/a"), ("libB", "u-b", 8192, "/b")]
+    rec = {"imageOffset": 64, "imageIndex": 1, "symbol": "f(int)", "symbolLocation": 4}
+    bad = {"imageOffset": 8, "imageIndex": 9}
+    raw = [rec, dict(rec), dict(rec), bad, dict(bad), {"imageOffset": 1, "imageIndex": 0}]
+    notes: list[str] = []
+    got = ips._frames(raw, lookup, notes, "thread 0")
+    one = [ips._frames([r], lookup, [], "t")[0] for r in raw]
+    assert got == one
+    assert got[0] is not got[1] and got[1] is not got[2]
+    got[1].symbol = "changed"                      # frames are mutable: never shared
+    assert got[0].symbol == got[2].symbol == "f(int)"
+    assert notes == ["thread 0: 2 frame(s) with imageIndex out of range (0..1): module unknown"]

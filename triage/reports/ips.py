@@ -306,9 +306,16 @@ def _frames(raw, lookup: list[tuple], notes: list[str], where: str) -> list[Fram
     bad_index = 0
     append = out.append
     make = _make_frame
+    prev_raw = prev_args = None
+    prev_bad = 0
     for f in raw:
         if type(f) is not dict:
             continue
+        if f == prev_raw:   # deep recursion repeats frames: same values, a new Frame each
+            append(make(*prev_args))
+            bad_index += prev_bad
+            continue
+        bad_before = bad_index
         g = f.get
         idx = g("imageIndex")
         off = g("imageOffset")
@@ -339,7 +346,7 @@ def _frames(raw, lookup: list[tuple], notes: list[str], where: str) -> list[Fram
         if line is not None and type(line) is not int:
             line = as_int(line)
         sfile = g("sourceFile")
-        append(make(
+        args = (
             module, sym, off, loc,
             inl is True or (inl is not None and inl is not False and flag(inl)),
             idx, uuid, base, ipath,
@@ -347,7 +354,9 @@ def _frames(raw, lookup: list[tuple], notes: list[str], where: str) -> list[Fram
             sfile if type(sfile) is str else None,
             line, raw_sym,
             "report" if sym is not None else None,
-        ))
+        )
+        append(make(*args))
+        prev_raw, prev_args, prev_bad = f, args, bad_index - bad_before
     if bad_index:
         notes.append(f"{where}: {bad_index} frame(s) with imageIndex out of range "
                      f"(0..{n_images - 1}): module unknown")
