@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass, field
+from itertools import groupby
 from pathlib import Path
 from typing import Any
 
@@ -322,6 +323,13 @@ def _collapse_recursion(items: list, max_period: int = 4) -> tuple[list, bool]:
     out: list = []
     collapsed = False
     periods = range(1, max_period + 1)
+    # After each item the list ends with that item's value (a collapse removes a block equal
+    # to the one before it), so an item equal to the previous *input* item is always removed
+    # by the period-1 test: drop such repeats up front (deep recursions are mostly repeats).
+    deduped = [k for k, _ in groupby(items)]
+    if len(deduped) < len(items):
+        collapsed = True
+        items = deduped
     for it in items:
         out.append(it)
         n = len(out)

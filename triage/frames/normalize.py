@@ -533,10 +533,29 @@ def normalize_frames(frames: Iterable[Frame], rules: FrameRules) -> list[Frame]:
 def normalize_report(report: Report, rules: FrameRules) -> None:
     """Normalize every frame of every thread and of ``last_exception_backtrace``, in place."""
     for thread in report.threads or ():
-        for f in thread.frames or ():
-            normalize_frame(f, rules)
-    for f in report.last_exception_backtrace or ():
-        normalize_frame(f, rules)
+        _normalize_run(thread.frames or (), rules)
+    _normalize_run(report.last_exception_backtrace or (), rules)
+
+
+def _normalize_run(frames, rules: FrameRules) -> None:
+    """normalize_frame over ``frames``; a symbolicated frame with the previous frame's symbol
+    and module (deep recursion) takes its values: they depend on nothing else."""
+    # the last two frames whose values came from their symbol alone (recursions have a
+    # period of 1 or 2); function is None when a frame was named by its module/offset
+    prev = prev2 = None
+    for f in frames:
+        sym = f.symbol
+        if sym is not None:
+            for p in (prev, prev2):
+                if p is not None and sym == p.symbol and f.module == p.module:
+                    f.function, f.normalized, f.rule = p.function, p.normalized, p.rule
+                    break
+            else:
+                f.function, f.normalized, f.rule = _normalize_values(f, rules)
+        else:
+            f.function, f.normalized, f.rule = _normalize_values(f, rules)
+        if f.function is not None and f is not prev:
+            prev, prev2 = f, prev
 
 
 def _run_marker(count: int, exact: bool) -> str:

@@ -306,14 +306,22 @@ def _frames(raw, lookup: list[tuple], notes: list[str], where: str) -> list[Fram
     bad_index = 0
     append = out.append
     make = _make_frame
-    prev_raw = prev_args = None
-    prev_bad = 0
+    # deep recursion repeats frames with a period of 1 or 2: an equal raw frame gives the same
+    # values (a new Frame each time: frames are mutable)
+    prev_raw = prev_args = prev2_raw = prev2_args = None
+    prev_bad = prev2_bad = 0
     for f in raw:
         if type(f) is not dict:
             continue
-        if f == prev_raw:   # deep recursion repeats frames: same values, a new Frame each
+        if f == prev_raw:
             append(make(*prev_args))
             bad_index += prev_bad
+            continue
+        if f == prev2_raw:
+            append(make(*prev2_args))
+            bad_index += prev2_bad
+            prev_raw, prev_args, prev_bad, prev2_raw, prev2_args, prev2_bad = \
+                prev2_raw, prev2_args, prev2_bad, prev_raw, prev_args, prev_bad
             continue
         bad_before = bad_index
         g = f.get
@@ -356,6 +364,7 @@ def _frames(raw, lookup: list[tuple], notes: list[str], where: str) -> list[Fram
             "report" if sym is not None else None,
         )
         append(make(*args))
+        prev2_raw, prev2_args, prev2_bad = prev_raw, prev_args, prev_bad
         prev_raw, prev_args, prev_bad = f, args, bad_index - bad_before
     if bad_index:
         notes.append(f"{where}: {bad_index} frame(s) with imageIndex out of range "
