@@ -254,7 +254,8 @@ def process_bytes(stages: Stages, data: bytes, path: str, sha: str, explicit: bo
     raw, original, facts = None, None, ()
     if entry is not None and len(entry) == 3:
         original = compress_blob(data)
-        facts = symbol_facts(entry[2], entry[1], report.crashing_thread)
+        facts = symbol_facts(entry[2], entry[1], report.crashing_thread,
+                             stages.peers.seen if stages.peers is not None else None)
     elif entry is not None:
         raw = entry[1]
     del data

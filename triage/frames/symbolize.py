@@ -290,6 +290,9 @@ class PeerSymbols:
     by_uuid: dict[str, dict[int, _Entry]] = field(default_factory=dict)
     _sorted: dict[str, list[int]] = field(default_factory=dict, repr=False)
     _dirty: set[tuple[str, int]] = field(default_factory=set, repr=False)
+    #: facts already observed, as (uuid, offset, symbol_offset, symbol as written): observing
+    #: the same fact again never changes the table, so :meth:`learn` skips it early
+    seen: set = field(default_factory=set, repr=False)
 
     @classmethod
     def load(cls, store) -> "PeerSymbols":
@@ -315,9 +318,10 @@ class PeerSymbols:
         """Learn from the symbolicated, non-inline frames of ``report``; returns new facts."""
         return self.observe_facts(self.facts(report))
 
-    def facts(self, report: Report) -> Iterator[tuple]:
+    def facts(self, report: Report, seen: set | None = None) -> Iterator[tuple]:
         """``(uuid, offset, symbol_offset, symbol)`` of the frames of ``report`` worth learning
-        from: symbolicated (not by a peer), not inline, with a known image UUID."""
+        from: symbolicated (not by a peer), not inline, with a known image UUID. With ``seen``,
+        facts in it are skipped and the others added."""
         for f in self._frames(report):
             if (f.inline or f.symbol is None or f.symbolicated_by == "peer"
                     or not isinstance(f.offset, int) or not isinstance(f.symbol_offset, int)
@@ -326,7 +330,12 @@ class PeerSymbols:
             uuid = _frame_uuid(f, report)
             if uuid is None or uuid == ZERO_UUID:
                 continue
-            yield uuid, f.offset, f.symbol_offset, f.symbol
+            fact = (uuid, f.offset, f.symbol_offset, f.symbol)
+            if seen is not None:
+                if fact in seen:
+                    continue
+                seen.add(fact)
+            yield fact
 
     def observe_facts(self, facts: Iterable[tuple], changed: set | None = None) -> int:
         """Learn from ``(uuid, offset, symbol_offset, symbol)`` facts (see :meth:`facts` and
@@ -361,7 +370,9 @@ class PeerSymbols:
         table; the ``(image_uuid, start, end_seen, symbol)`` rows that were new or extended
         here. A parser worker sends only those to the parent, not what it already knew."""
         changed: set = set()
-        self.observe_facts(self.facts(report), changed)
+        if len(self.seen) > 2_000_000:      # bounded: it only saves time
+            self.seen.clear()
+        self.observe_facts(self.facts(report, self.seen), changed)
         self.observe_facts(extra_facts, changed)
         return [(u, s, self.by_uuid[u][s].end_seen, self.by_uuid[u][s].symbol)
                 for u, s in sorted(changed)]

@@ -70,6 +70,9 @@ def _needs_stdlib(data: bytes) -> bool:
     if len(data) < 20:
         return False
     t = data.translate(_DIGITS)
+    # both patterns below contain 19 nines: one scan for that rules them out (the usual case)
+    if _RUN20[1:] not in t:
+        return False
     for pat, neg in ((_RUN20, False), (_NEG19, True)):
         start = 0
         while True:
@@ -495,11 +498,14 @@ def _fill_crash(rep: Report, b: dict, notes: list[str]) -> None:
 _clean = lru_cache(maxsize=65536)(clean_symbol)
 
 
-def symbol_facts(raw_threads, raw_images, skip: int | None = None) -> Iterator[tuple]:
+def symbol_facts(raw_threads, raw_images, skip: int | None = None,
+                 seen: set | None = None) -> Iterator[tuple]:
     """``(image_uuid, offset, symbol_offset, symbol)`` for every symbolicated, non-inline frame of
     the raw ``threads`` (all but thread ``skip``), with the uuid, offset and symbol a parsed
     Frame would carry: what peer symbolication learns from a report, without building Frame
-    records (lazy ingest; the built frames are observed the usual way)."""
+    records (lazy ingest; the built frames are observed the usual way). ``seen``
+    (``PeerSymbols.seen``): frames whose ``(uuid, offset, symbol_offset, symbol as written)`` is
+    in it are skipped (an identical fact teaches nothing new), the others added."""
     if type(raw_threads) is not list:
         return
     lookup = raw_images if isinstance(raw_images, _LazyLookup) else _LazyLookup(
@@ -526,6 +532,11 @@ def symbol_facts(raw_threads, raw_images, skip: int | None = None) -> Iterator[t
                     is str and "inline" not in f and 0 <= loc <= off and 0 <= idx < n_images):
                 uuid = lookup[idx][1]
                 if uuid is not None:
+                    if seen is not None:
+                        key = (uuid, off, loc, raw_sym)
+                        if key in seen:
+                            continue
+                        seen.add(key)
                     sym = _clean(raw_sym)
                     if sym is not None:
                         yield uuid, off, loc, sym
