@@ -312,3 +312,25 @@ def test_repeated_frames_are_separate_records_with_the_same_values():
     got[1].symbol = "changed"                      # frames are mutable: never shared
     assert got[0].symbol == got[2].symbol == "f(int)"
     assert notes == ["thread 0: 2 frame(s) with imageIndex out of range (0..1): module unknown"]
+
+
+def test_learning_skips_seen_facts_without_changing_what_is_learned():
+    from triage.frames.symbolize import PeerSymbols, observations
+
+    data = ips_bytes(3, nthreads=4)
+    plain = parse_bytes(data, "/r.ips", "s")
+    with ips.raw_images(lazy_threads=True) as held:
+        lazy = parse_bytes(data, "/r.ips", "s")
+    _, raw_imgs, raw_threads = held[0]
+    peers = PeerSymbols()
+    first = peers.learn(lazy, ips.symbol_facts(raw_threads, raw_imgs, lazy.crashing_thread,
+                                               peers.seen))
+    assert first == observations(plain) and peers.seen
+    # the same report again: every fact is skipped, nothing new is sent to the parent
+    again = peers.learn(lazy, ips.symbol_facts(raw_threads, raw_imgs, lazy.crashing_thread,
+                                               peers.seen))
+    assert again == []
+    fresh = PeerSymbols()
+    fresh.observe(plain)
+    assert {u: {s: (e.end_seen, e.symbol) for s, e in d.items()} for u, d in peers.by_uuid.items()} \
+        == {u: {s: (e.end_seen, e.symbol) for s, e in d.items()} for u, d in fresh.by_uuid.items()}
