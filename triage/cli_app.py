@@ -65,10 +65,38 @@ def db_path() -> Path:
 
 
 def open_store():
-    """Open the store chosen by the global options (creating it on first use)."""
+    """Open the store chosen by the global options (creating it on first use): for commands
+    that write (ingest, record, recluster, merge, split, symbolicate, releases alias, filed...).
+    """
     from triage.store.db import Store
 
     return Store.open(db_path())
+
+
+def open_existing_store(subject: Optional[str] = None):
+    """Open the store for a command that only reads (incidents, clusters, report, show...).
+
+    ``--db PATH`` naming a store that does not exist is a one-line :class:`UserError` (exit 2)
+    and nothing is created on disk (no store file, no parent folders); ``subject`` (e.g.
+    ``"C-1: no such cluster"``) leads the message when the command was looking something up.
+    The per-user default store and ``$TRIAGE_DB`` are created empty on a first run, as before,
+    with one note on stderr that nothing was ingested yet (the command gives an empty result).
+    """
+    from triage.errors import UserError
+    from triage.store.db import Store
+
+    path = db_path()
+    if not path.exists():
+        if state.db is not None:
+            if subject:
+                raise UserError(f"{subject} (no triage store at {path}; run `triage ingest` "
+                                "first)")
+            raise UserError(f"{path}: no triage store here (run `triage ingest` first)")
+        store = Store.open(path)
+        warn(f"triage: note: nothing ingested yet (new empty store {path}; "
+             "run `triage ingest REPORTS`)")
+        return store
+    return Store.open(path)
 
 
 @app.callback()
@@ -88,6 +116,17 @@ def _main(
 ) -> None:
     state.db = db
     state.rules = list(rules)
+    for r in rules:      # checked here so that every command refuses it, rules user or not
+        check_rule_path(r, f"--rules {r}")
+
+
+def check_rule_path(path: Path, where: str) -> None:
+    """A folder is not a rule file (every stage used to skip it silently): one-line UserError
+    starting with ``where`` (the option or config entry naming ``path``)."""
+    from triage.errors import UserError
+
+    if Path(path).expanduser().is_dir():
+        raise UserError(f"{where}: is a folder, expected a rules file (.toml or .txt)")
 
 
 def rule_files() -> list[Path]:
@@ -95,6 +134,8 @@ def rule_files() -> list[Path]:
     from triage.config import section
 
     files = [Path(f) for f in section("rules").get("files", [])]
+    for f in files:
+        check_rule_path(f, f"{f} ([rules] files in triage.toml)")
     return files + list(state.rules)
 
 

@@ -18,6 +18,7 @@ Relative paths inside a config file are resolved against that file's folder.
 
 from __future__ import annotations
 
+import copy
 import tomllib
 from functools import lru_cache
 from pathlib import Path
@@ -42,7 +43,7 @@ def _merge(dst: dict, src: dict) -> dict:
         if isinstance(v, dict) and isinstance(dst.get(k), dict):
             _merge(dst[k], v)
         else:
-            dst[k] = v
+            dst[k] = copy.deepcopy(v)   # never share (and later mutate) a file's own tables
     return dst
 
 
@@ -65,16 +66,34 @@ def read_config_file(path: Path) -> dict[str, Any]:
     return data
 
 
+class _Loaded(dict):
+    """The merged config; ``files`` keeps each file's own (unmerged) data, in order."""
+
+    files: tuple[tuple[Path, dict[str, Any]], ...] = ()
+
+
 @lru_cache(maxsize=8)
-def _load(paths: tuple[Path, ...]) -> dict[str, Any]:
-    merged: dict[str, Any] = {}
+def _load(paths: tuple[Path, ...]) -> _Loaded:
+    merged = _Loaded()
+    files = []
     for p in paths:
-        _merge(merged, read_config_file(p))
+        data = read_config_file(p)
+        files.append((p, data))
+        _merge(merged, data)
+    merged.files = tuple(files)
     return merged
 
 
 def load_config() -> dict[str, Any]:
     return _load(tuple(config_paths()))
+
+
+def section_by_file(name: str) -> list[tuple[Path, Any]]:
+    """``(config file, raw value)`` of the top-level key ``name`` in every config file that has
+    it, in precedence order (unmerged, unchecked): for sections whose errors must name the
+    file (``[releases]``, see :func:`triage.report.builds.config_aliases`)."""
+    return [(p, copy.deepcopy(data[name])) for p, data in _load(tuple(config_paths())).files
+            if name in data]
 
 
 def section(name: str) -> dict[str, Any]:

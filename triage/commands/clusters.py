@@ -7,7 +7,8 @@ from typing import Optional
 
 import typer
 
-from triage.cli_app import OutputFormat, app, dumps_json, emit, open_store, out, rule_files
+from triage.cli_app import (OutputFormat, app, dumps_json, emit, open_existing_store, open_store,
+                            out, rule_files)
 
 _COLUMNS = ["id", "count", "signature", "first_seen", "last_seen", "processes"]
 _CSV_COLUMNS = ["id", "count", "signature", "exception", "first_seen", "last_seen", "processes",
@@ -40,7 +41,7 @@ def clusters(
     """List clusters (distinct bugs), largest first."""
     from triage.cluster_views import cluster_records
 
-    store = open_store()
+    store = open_existing_store()
     try:
         rows = cluster_records(store, ids=ids or None, signature=signature, process=process,
                                min_count=min_count, include_merged=include_merged, limit=limit)
@@ -164,7 +165,7 @@ def eval_(
     side with siggen."""
     from triage.evaluate import evaluate, table_rows
 
-    store = open_store() if current_store else None
+    store = open_existing_store() if current_store else None
     try:
         res = evaluate(labels, reports=reports, split=split_.value, store=store,
                        rule_files=rule_files(), with_siggen=siggen, details=details)

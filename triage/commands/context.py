@@ -30,9 +30,9 @@ def record(
     from triage.context.record import run_and_record
 
     target = journal if journal is not None else db_path().parent / JOURNAL_NAME
-    if target.is_dir():
-        raise UserError(f"{target}: is a folder, not a journal file")
-    refuse_special_file(target)
+    # A journal that cannot be written (a folder, an unwritable folder) never stops the
+    # command: it runs, its exit status is ours, and one warning line names the journal.
+    refuse_special_file(target)   # opening a FIFO would block forever: refused up front
     raise typer.Exit(run_and_record(argv, target))
 
 
@@ -106,10 +106,10 @@ def show(
                                      help="table, json or csv."),
 ) -> None:
     """Show one cluster with the encodings, flags and configurations of its crashes."""
-    from triage.cli_app import open_store
+    from triage.cli_app import open_existing_store
     from triage.context.views import cluster_detail
 
-    store = open_store()
+    store = open_existing_store(f"{cluster_id}: no such cluster")
     try:
         d = cluster_detail(store, cluster_id)
     finally:

@@ -6,7 +6,8 @@ from typing import Optional
 
 import typer
 
-from triage.cli_app import OutputFormat, app, emit, open_store, out, rule_files, warn
+from triage.cli_app import (OutputFormat, app, emit, open_existing_store, open_store, out,
+                            rule_files, warn)
 
 FRAME_COLUMNS = ["#", "section", "raw_symbol", "module", "normalized", "inline", "rule"]
 _HEADERS = {"raw_symbol": "raw symbol"}
@@ -39,7 +40,7 @@ def _load_target(target: str):
         raise UserError(f"{path}: is not a file (give an incident id or a report file)")
     from triage.frames.stored import load_report, resolve_incident_id
 
-    store = open_store()
+    store = open_existing_store(f"{target}: no such file or incident id")
     try:
         iid = resolve_incident_id(store.conn, target)
         report = load_report(store.conn, iid) if iid else None

@@ -7,7 +7,8 @@ from typing import Optional
 
 import typer
 
-from triage.cli_app import OutputFormat, app, dumps_json, emit, open_store, out, rule_files, warn
+from triage.cli_app import (OutputFormat, app, dumps_json, emit, open_existing_store, open_store,
+                            out, rule_files, warn)
 
 #: exit codes of ``triage ingest`` (documented in docs/ingest.md)
 EXIT_OK = 0            # the run completed (bad files are reported, not fatal)
@@ -117,7 +118,7 @@ def incidents(
 
     if kind is not None and kind not in KINDS:
         raise UserError(f"--kind {kind}: unknown kind (use one of {', '.join(KINDS)})")
-    store = open_store()
+    store = open_existing_store(f"{cluster}: no such cluster" if cluster is not None else None)
     try:
         if errors:
             from triage.store.queries import error_records

@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from triage.cli_app import app, emit, open_store, out, warn
+from triage.cli_app import app, emit, open_existing_store, open_store, out, warn
 from triage.errors import UserError
 
 
@@ -74,7 +74,7 @@ def report_cmd(
     from triage.report.build import build_report
 
     _check_kind(kind)
-    store = open_store()
+    store = open_existing_store()
     f = fmt.value
     # Incident ids: all of them in JSON/CSV/HTML (the page shows the first 200 of each cluster);
     # not needed for table/markdown.
@@ -112,7 +112,7 @@ def releases_cmd(
     from triage.report.builds import all_aliases, releases_records
 
     _check_kind(kind)
-    store = open_store()
+    store = open_existing_store()
     aliases = all_aliases(store)
     rows = releases_records(store, aliases, kind=kind)
     seen = {r["build"] for r in rows}
@@ -167,7 +167,7 @@ def export_cmd(
     """Write one bug-tracker draft per cluster (an update draft for clusters already filed)."""
     from triage.report.export import export_drafts
 
-    store = open_store()
+    store = open_existing_store()
     labels = ["triage", "crash"] + list(label)
     index = export_drafts(store, tracker.value, out_dir, since=since, until=until,
                           cluster=cluster, process=process, platform=platform,
@@ -189,12 +189,11 @@ def filed_cmd(
     """Record where a cluster was filed (later exports write updates); no arguments: list."""
     from triage.report.export import filed_records, record_filed
 
-    store = open_store()
-    if cluster is None:
-        rows = filed_records(store)
+    if cluster is None:      # listing only reads
+        rows = filed_records(open_existing_store())
         emit(rows, fmt, ["id", "url", "filed_at"], title="Filed clusters")
         return
     if url is None:
         raise UserError("filed: give the cluster id and the URL (triage filed C-3f9a2c URL)")
-    r = record_filed(store, cluster, url)
+    r = record_filed(open_store(), cluster, url)
     out(f"{r['id']} filed at {r['url']}")

@@ -131,8 +131,23 @@ def _terminal_delivers_to_child() -> bool:
 
 
 def _write(journal: Path, record: dict) -> None:
+    """Append ``record``; when the journal cannot be written, one warning line on stderr
+    (``triage: warning: JOURNAL: compile record not written: REASON``) and no exception: the
+    child's exit status is passed through all the same."""
     try:
         append_record(journal, record)
     except OSError as exc:
-        sys.stderr.write(f"triage: {journal}: cannot append the compile record: "
-                         f"{exc.strerror or exc}\n")
+        sys.stderr.write(f"triage: warning: {journal}: compile record not written: "
+                         f"{_write_problem(Path(journal).expanduser(), exc)}\n")
+
+
+def _write_problem(journal: Path, exc: OSError) -> str:
+    """Why ``journal`` could not be appended to, in words (not ``[Errno 17] File exists``)."""
+    if journal.is_dir():
+        return "is a folder, not a journal file"
+    for parent in journal.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                return f"{parent} is not a folder"
+            break
+    return exc.strerror or str(exc)

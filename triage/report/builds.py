@@ -74,17 +74,52 @@ def sort_builds(builds: Iterable[str]) -> list[str]:
 # ----------------------------------------------------------------------------- aliases
 
 def config_aliases() -> dict[str, dict[str, str]]:
-    """Aliases from ``[releases]`` in triage.toml: ``{platform: {alias: build}}`` ("" = any)."""
-    from triage.config import section
+    """Aliases from ``[releases]`` in triage.toml: ``{platform: {alias: build}}`` ("" = any).
+
+    A value that is neither a string (``beta5 = "26A5353q"``) nor, for a platform table
+    (``[releases.iOS]``), a table of strings raises :class:`UserError` naming the file and key.
+    """
+    from triage.config import section_by_file
 
     out: dict[str, dict[str, str]] = {}
-    for key, value in section("releases").items():
-        if isinstance(value, dict):          # [releases.macOS]
-            for alias, build in value.items():
-                if isinstance(build, str):
-                    out.setdefault(key, {})[str(alias)] = build
-        elif isinstance(value, str):
+    for path, releases in section_by_file("releases"):
+        for platform, table in _release_tables(path, releases).items():
+            out.setdefault(platform, {}).update(table)
+    return out
+
+
+_ALIAS_HINT = 'expected a build number string such as beta5 = "26A5353q"'
+
+
+def _toml_repr(value: Any) -> str:
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return repr(value) if isinstance(value, str) else str(value)
+
+
+def _release_tables(path, releases: Any) -> dict[str, dict[str, str]]:
+    """Check one file's ``[releases]`` value; ``{platform: {alias: build}}``."""
+    if not isinstance(releases, dict):
+        raise UserError(f"{path}: releases = {_toml_repr(releases)}: expected a [releases] "
+                        'table of aliases (beta5 = "26A5353q")')
+    out: dict[str, dict[str, str]] = {}
+    for key, value in releases.items():
+        if isinstance(value, str):
             out.setdefault("", {})[str(key)] = value
+        elif isinstance(value, dict):          # [releases.macOS]
+            table = out.setdefault(str(key), {})
+            for alias, build in value.items():
+                if not isinstance(build, str):
+                    raise UserError(f"{path}: [releases.{key}] {alias} = {_toml_repr(build)}: "
+                                    f"{_ALIAS_HINT} (platform tables hold aliases only)")
+                table[str(alias)] = build
+        else:
+            raise UserError(f"{path}: [releases] {key} = {_toml_repr(value)}: {_ALIAS_HINT}, "
+                            f"or a [releases.PLATFORM] table")
     return out
 
 
