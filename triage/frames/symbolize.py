@@ -370,7 +370,7 @@ class PeerSymbols:
         table; the ``(image_uuid, start, end_seen, symbol)`` rows that were new or extended
         here. A parser worker sends only those to the parent, not what it already knew."""
         changed: set = set()
-        if len(self.seen) > 2_000_000:      # bounded: it only saves time
+        if len(self.seen) > 200_000:        # bounded (~30 MB): it only saves time
             self.seen.clear()
         self.observe_facts(self.facts(report, self.seen), changed)
         self.observe_facts(extra_facts, changed)
