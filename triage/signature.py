@@ -337,9 +337,6 @@ def _collapse_recursion(items: list, max_period: int = 4) -> tuple[list, bool]:
             out.pop()
             collapsed = True
             continue
-        # every period p needs out[n-1] == out[n-1-p]: one C-level test rules them all out
-        if it not in out[max(0, n - 1 - max_period):n - 1]:
-            continue
         for p in periods:
             if n < 2 * p:
                 break
