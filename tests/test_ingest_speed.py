@@ -203,6 +203,15 @@ def test_corpus_stored_reports_equal_parsed(tmp_path):
     store.close()
 
 
+def _plain_and_lazy(data: bytes) -> tuple:
+    """(full parse, lazy parse, its raw usedImages, its raw threads) of one report."""
+    plain = parse_bytes(data, "/r.ips", "s")
+    with ips.raw_images(lazy_threads=True) as held:
+        lazy = parse_bytes(data, "/r.ips", "s")
+    assert len(held) == 1 and held[0][0] is lazy
+    return plain, lazy, held[0][1], held[0][2]
+
+
 def test_lazy_mode_builds_only_the_crashing_thread():
     data = ips_bytes(3, nthreads=4)
     plain = parse_bytes(data, "/r.ips", "s")
@@ -236,11 +245,7 @@ def test_lazy_mode_picks_the_triggered_thread_when_faulting_thread_is_bad():
 def test_symbol_facts_teach_what_the_built_frames_teach():
     from triage.frames.symbolize import observations
 
-    data = ips_bytes(3, nthreads=4)
-    plain = parse_bytes(data, "/r.ips", "s")
-    with ips.raw_images(lazy_threads=True) as held:
-        lazy = parse_bytes(data, "/r.ips", "s")
-    _, raw_imgs, raw_threads = held[0]
+    plain, lazy, raw_imgs, raw_threads = _plain_and_lazy(ips_bytes(3, nthreads=4))
     got = observations(lazy, ips.symbol_facts(raw_threads, raw_imgs, lazy.crashing_thread))
     assert got == observations(plain) and got
 
@@ -317,11 +322,7 @@ def test_repeated_frames_are_separate_records_with_the_same_values():
 def test_learning_skips_seen_facts_without_changing_what_is_learned():
     from triage.frames.symbolize import PeerSymbols, observations
 
-    data = ips_bytes(3, nthreads=4)
-    plain = parse_bytes(data, "/r.ips", "s")
-    with ips.raw_images(lazy_threads=True) as held:
-        lazy = parse_bytes(data, "/r.ips", "s")
-    _, raw_imgs, raw_threads = held[0]
+    plain, lazy, raw_imgs, raw_threads = _plain_and_lazy(ips_bytes(3, nthreads=4))
     peers = PeerSymbols()
     first = peers.learn(lazy, ips.symbol_facts(raw_threads, raw_imgs, lazy.crashing_thread,
                                                peers.seen))

@@ -12,27 +12,20 @@ import pytest
 
 from triage.cli import main
 
+from test_builds import _isolated_config  # noqa: F401 - the shared config isolation
+
 ROOT = Path(__file__).resolve().parents[1]
 REPORT = ROOT / "fixtures" / "DiagnosticReports" / "ANECompilerService-2026-09-05-115509.ips"
 
 
 @pytest.fixture(autouse=True)
-def _isolated(tmp_path, monkeypatch):
-    """No user config or store leaks in: empty XDG config home, a fresh working folder, and a
-    per-user default store inside tmp_path."""
-    from triage import config
-
-    (tmp_path / "xdg").mkdir()
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+def _isolated(_isolated_config, tmp_path, monkeypatch):
+    """No user config or store leaks in: test_builds' empty config home and fresh working
+    folder, plus a per-user default store inside tmp_path."""
     monkeypatch.delenv("TRIAGE_DB", raising=False)
     monkeypatch.setattr("triage.cli_app.default_db_path",
                         lambda: tmp_path / "default-data" / "triage.db")
-    cwd = tmp_path / "cwd"
-    cwd.mkdir()
-    monkeypatch.chdir(cwd)
-    config._load.cache_clear()
-    yield cwd
-    config._load.cache_clear()
+    yield _isolated_config
 
 
 def run(capsys, *argv):
