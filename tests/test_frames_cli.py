@@ -125,3 +125,22 @@ def test_symbolicate_stored_reports(env, capsys):
     again = _json(capsys, ["symbolicate", "--dsym", str(FIXTURE), "-f", "json"])
     assert again["signatures_changed"] == 0
     assert main(["symbolicate", "--dsym", str(tmp / "missing")]) == 2
+
+
+def test_ingest_with_dsym_names_frames_and_teaches_peers(env, capsys):
+    """--dsym at ingest parses every thread (not lazily), and what the dSYM names is learned as
+    peer symbols, as frames symbolicated in the report itself are."""
+    import sqlite3
+
+    tmp, ips = env
+    uuid = next(iter(DsymIndex.from_paths([FIXTURE]).files))
+    _write_ips(ips, uuid, leb=False)
+    assert main(["ingest", str(ips), "--dsym", str(FIXTURE)]) == 0
+    inc = _json(capsys, ["incidents", "-f", "json"])[0]
+    assert [f["normalized"] for f in inc["frames"][:2]] == ["demo::inner_step",
+                                                            "demo::outer_compute"]
+    conn = sqlite3.connect(tmp / "t.db")
+    learned = {s for (s,) in conn.execute("SELECT symbol FROM symbol_map WHERE image_uuid=?",
+                                          (uuid.lower(),))}
+    assert any(s.startswith("demo::outer_compute") for s in learned), learned
+    assert conn.execute("SELECT COUNT(*) FROM originals").fetchone()[0] == 0

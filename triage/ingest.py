@@ -187,15 +187,18 @@ _NEEDS_INDEX = INCIDENT_COLUMNS.index("needs_symbols")
 _WORKER_STAGES: Optional[Stages] = None
 
 
-def enrich(stages: Stages, report: Report) -> tuple[Any, int]:
-    """Run symbolize, normalize and (crashes only) signature in place; (signature, failures).
+def enrich(stages: Stages, report: Report,
+           learn: Optional[Callable[[Report], Any]] = None) -> tuple[Any, int]:
+    """Run symbolize, (``learn``,) peer symbols, normalize and (crashes only) signature in
+    place; (signature, failures). ``learn(report)`` runs once dSYM symbols are in, before peer
+    symbols name what is left, so a report teaches its own frames too.
 
     A stage that raises does not lose the report: the failure becomes a note on the report.
     """
     sig = None
     failures = 0
-    for name, fn in (("symbolize", stages.symbolicate), ("peer symbols", _peer_apply(stages)),
-                     ("normalize", stages.normalize)):
+    for name, fn in (("symbolize", stages.symbolicate), ("learn peer symbols", learn),
+                     ("peer symbols", _peer_apply(stages)), ("normalize", stages.normalize)):
         if fn is None:
             continue
         try:
@@ -259,13 +262,15 @@ def process_bytes(stages: Stages, data: bytes, path: str, sha: str, explicit: bo
     elif entry is not None:
         raw = entry[1]
     del data
-    # peer symbols: what this report teaches (merged by the parent, and learned here first so
-    # its own unsymbolicated frames can use it), and whether it still has frames to name
+    # peer symbols: what this report teaches (sent to the parent; learned here before its own
+    # unsymbolicated frames are named), and whether it still has frames to name
+    learned: list = []
     if stages.peers is not None:
-        obs = stages.peers.learn(report, facts)
+        learn = lambda r: learned.extend(stages.peers.learn(r, facts))  # noqa: E731
     else:
-        obs = observations(report, facts)
-    sig, failures = enrich(stages, report)
+        learn = lambda r: learned.extend(observations(r, facts))  # noqa: E731
+    sig, failures = enrich(stages, report, learn)
+    obs = learned
     inc = incident_row(report, sig, _now(), has_unresolved(report), raw, original is not None)
     stack = None
     if sig is not None and getattr(sig, "stack_id", None):
