@@ -19,7 +19,7 @@ REPORT = ROOT / "fixtures" / "DiagnosticReports" / "ANECompilerService-2026-09-0
 
 
 @pytest.fixture(autouse=True)
-def _isolated(_isolated_config, tmp_path, monkeypatch):
+def _isolated(_isolated_config, tmp_path, monkeypatch):  # noqa: F811 - a fixture argument
     """No user config or store leaks in: test_builds' empty config home and fresh working
     folder, plus a per-user default store inside tmp_path."""
     monkeypatch.delenv("TRIAGE_DB", raising=False)
