@@ -143,4 +143,7 @@ def test_ingest_with_dsym_names_frames_and_teaches_peers(env, capsys):
     learned = {s for (s,) in conn.execute("SELECT symbol FROM symbol_map WHERE image_uuid=?",
                                           (uuid.lower(),))}
     assert any(s.startswith("demo::outer_compute") for s in learned), learned
-    assert conn.execute("SELECT COUNT(*) FROM originals").fetchone()[0] == 0
+    from triage.store.db import unpack
+
+    detail = unpack(conn.execute("SELECT detail FROM incidents").fetchone()[0])
+    assert "threads" in detail          # parsed in full: every thread was symbolicated

@@ -65,6 +65,10 @@ class Triage:
         return pd.DataFrame(self.clusters_records(**filters))
 
     # ------------------------------------------------------------------ context (issue 5)
+    def original(self, incident_id: str, redact: bool = True) -> bytes:
+        """The stored report file's bytes (``triage original``), redacted by default."""
+        return original_bytes(self.store, incident_id, redact=redact)
+
     def show(self, cluster_id: str) -> dict[str, Any]:
         from triage.context.views import cluster_detail
 
@@ -135,3 +139,23 @@ class Triage:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def original_bytes(store, incident: str, redact: bool = True) -> bytes:
+    """The report file behind ``incident`` (id or unique prefix), byte for byte from the store
+    (or from its path for reports ingested before the store kept them, if unchanged), with user
+    names, home folders, host names, serials and crash reporter keys redacted unless
+    ``redact=False``. UserError when the incident or its bytes cannot be found."""
+    from triage.errors import UserError
+    from triage.frames.stored import original_report, resolve_incident_id
+
+    iid = resolve_incident_id(store.conn, incident)
+    if iid is None:
+        raise UserError(f"{incident}: no such incident id in the store")
+    data, _source = original_report(store.conn, iid)
+    if not redact:
+        return data
+    from triage.report.redact import redactor_for
+
+    text = data.decode("utf-8", errors="surrogateescape")
+    return redactor_for(store, [iid]).redact(text).encode("utf-8", "surrogateescape")

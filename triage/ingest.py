@@ -227,8 +227,8 @@ def process_bytes(stages: Stages, data: bytes, path: str, sha: str, explicit: bo
     """Parse and enrich one file's bytes into its rows (pure: no store access).
 
     Returns ``("skipped",)``, ``("error", reason)`` or ``("ok", kind, incident_id, incident_row,
-    stack_row_or_None, stage_failures, peer_observations, original_or_None)`` (``original``: the
-    compressed file bytes, for the ``originals`` table, when the report was parsed lazily).
+    stack_row_or_None, stage_failures, peer_observations, original)`` (``original``: the
+    compressed file bytes, for the ``originals`` table).
     """
     if explicit and stages.looks_like_report is not None:
         try:
@@ -254,13 +254,14 @@ def process_bytes(stages: Stages, data: bytes, path: str, sha: str, explicit: bo
     from triage.frames.symbolize import has_unresolved, observations
 
     entry = next((h for h in held if h[0] is report), None)
-    raw, original, facts = None, None, ()
-    if entry is not None and len(entry) == 3:
-        original = compress_blob(data)
+    lazy = entry is not None and len(entry) == 3
+    raw, facts = None, ()
+    if lazy:
         facts = symbol_facts(entry[2], entry[1], report.crashing_thread,
                              stages.peers.seen if stages.peers is not None else None)
     elif entry is not None:
         raw = entry[1]
+    original = compress_blob(data)      # every report keeps its file's bytes (``originals``)
     del data
     # peer symbols: what this report teaches (sent to the parent; learned here before its own
     # unsymbolicated frames are named), and whether it still has frames to name
@@ -271,7 +272,7 @@ def process_bytes(stages: Stages, data: bytes, path: str, sha: str, explicit: bo
         learn = lambda r: learned.extend(observations(r, facts))  # noqa: E731
     sig, failures = enrich(stages, report, learn)
     obs = learned
-    inc = incident_row(report, sig, _now(), has_unresolved(report), raw, original is not None)
+    inc = incident_row(report, sig, _now(), has_unresolved(report), raw, lazy)
     stack = None
     if sig is not None and getattr(sig, "stack_id", None):
         stack = (sig.stack_id, sig.signature or "", sig.proto_signature or "",

@@ -1,6 +1,8 @@
-"""CLI commands: ``triage ingest`` and ``triage incidents`` (see docs/ingest.md)."""
+"""CLI commands: ``triage ingest``, ``triage incidents`` and ``triage original`` (see
+docs/ingest.md)."""
 from __future__ import annotations
 
+import sys
 from enum import Enum
 from pathlib import Path
 from typing import Optional
@@ -156,3 +158,37 @@ def incidents(
         emit(rows, fmt, _CSV_COLUMNS)
     else:
         emit(rows, fmt, _TABLE_COLUMNS, headers=_TABLE_HEADERS)
+
+
+@app.command()
+def original(
+    incident: str = typer.Argument(..., help="Incident id (or a unique prefix of 4+ characters)."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o",
+                                          help="Write to this file instead of standard output."),
+    redact: bool = typer.Option(True, "--redact/--no-redact",
+                                help="Remove user names, home folders, host names, serials and "
+                                     "crash reporter keys (default on, as in exports)."),
+) -> None:
+    """The stored report file itself, byte for byte (redacted by default), e.g. to attach to a
+    bug. Ingest keeps every report's bytes in the store, so this works after macOS has deleted
+    the file."""
+    from triage.api import original_bytes
+    from triage.errors import UserError
+
+    store = open_existing_store(f"{incident}: no such incident")
+    try:
+        data = original_bytes(store, incident, redact=redact)
+    finally:
+        store.close()
+    if output is None:
+        sys.stdout.flush()
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+        return
+    from triage.errors import refuse_special_file
+
+    refuse_special_file(output)
+    try:
+        output.write_bytes(data)
+    except OSError as exc:
+        raise UserError(f"{output}: cannot write: {exc.strerror or exc}") from None

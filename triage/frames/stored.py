@@ -110,6 +110,42 @@ def load_report(conn: sqlite3.Connection, incident_id: str) -> Report | None:
     return report_from_row(rec, jload, unpack)
 
 
+def original_report(conn: sqlite3.Connection, incident_id: str) -> tuple[bytes, str]:
+    """The report file's own bytes and where they came from: ``"store"`` (the ``originals``
+    table) or ``"file"`` (the source path, for reports stored before ``originals`` existed,
+    only while the file still has the stored sha256). UserError when neither has them."""
+    import hashlib
+
+    from triage.store.db import decompress_blob
+
+    row = conn.execute("SELECT i.path, i.sha256, o.data FROM incidents i LEFT JOIN originals o "
+                       "USING (incident_id) WHERE i.incident_id=?", (incident_id,)).fetchone()
+    if row is None:
+        raise UserError(f"{incident_id}: no such incident id in the store")
+    path, sha, blob = row
+    if blob is not None:
+        try:
+            return decompress_blob(blob), "store"
+        except Exception as exc:  # noqa: BLE001 - damaged blob: try the file
+            problem = f"stored copy unreadable ({type(exc).__name__})"
+    else:
+        problem = "no stored copy (ingested by an older triage)"
+    from triage.reports.discover import source_file
+
+    if str(source_file(path)) != path:
+        raise UserError(f"{incident_id}: {problem}, and {path} is an archive member")
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read()
+    except OSError as exc:
+        raise UserError(f"{incident_id}: {problem}, and {path} cannot be read: "
+                        f"{exc.strerror or exc}") from None
+    if hashlib.sha256(data).hexdigest() != sha:
+        raise UserError(f"{incident_id}: {problem}, and {path} has changed since it was "
+                        "ingested (sha256 differs)")
+    return data, "file"
+
+
 def report_from_row(rec: dict, jload=None, unpack=None) -> Report:
     if jload is None or unpack is None:
         from triage.store.db import jload, unpack  # noqa: F811

@@ -75,9 +75,9 @@ CREATE INDEX IF NOT EXISTS incidents_stack ON incidents(stack_id);
 CREATE INDEX IF NOT EXISTS incidents_proc_pid ON incidents(process, pid);
 CREATE INDEX IF NOT EXISTS incidents_needs_symbols ON incidents(needs_symbols) WHERE needs_symbols = 1;
 
--- The report file's own bytes (zstd), for reports ingest parsed lazily (JSON .ips): their
--- detail blob holds no threads or images; triage.frames.stored parses those from here when a
--- stored report is read. Kept apart from incidents so rewriting an incident row (peer symbols,
+-- The report file's own bytes (zstd), for every report (`triage original`). Reports ingest
+-- parsed lazily (JSON .ips) have no threads or images in their detail blob:
+-- triage.frames.stored parses those from here when a stored report is read. Kept apart from incidents so rewriting an incident row (peer symbols,
 -- clustering, linking) never copies the blob, and scans of incidents stay small.
 CREATE TABLE IF NOT EXISTS originals (
     incident_id TEXT PRIMARY KEY,
