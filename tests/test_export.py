@@ -199,3 +199,26 @@ def test_no_fixture_user_name_leaks(fixture_store, tmp_path):
     export_drafts(fixture_store, "markdown", out, redact=False)
     text = "\n".join(p.read_text() for p in out.iterdir())
     assert any(f"/Users/{n}/" in text for n in names)
+
+
+def test_new_drafts_come_with_the_newest_report_attached(fixture_store, tmp_path):
+    out = tmp_path / "att"
+    idx = export_drafts(fixture_store, "github", out, redact=False)
+    new = [e for e in idx if e["kind"] == "new"]
+    assert new and all(len(e["attachments"]) == 1 for e in new)
+    for e in new:
+        att = Path(e["attachments"][0])
+        assert att.name.startswith(f"{e['id']}.report.") and att.parent == out
+        iid = re.search(r"incident ([0-9A-F-]{36})", (out / f"{e['id']}.md").read_text()).group(1)
+        path, ts = fixture_store.conn.execute(
+            "SELECT path, captured_ts FROM incidents WHERE incident_id=?", (iid,)).fetchone()
+        assert att.read_bytes() == Path(path).read_bytes()       # --no-redact: as ingested
+        newest = fixture_store.conn.execute(
+            "SELECT max(captured_ts) FROM incidents WHERE cluster_id=?", (e["id"],)).fetchone()[0]
+        assert ts == newest
+        assert "### Attached report" in (out / f"{e['id']}.md").read_text()
+    out2 = tmp_path / "noatt"
+    idx2 = export_drafts(fixture_store, "markdown", out2, attach=False)
+    assert all(e.get("attachments", []) == [] for e in idx2)
+    assert not [p for p in out2.iterdir() if ".report." in p.name]
+    assert "Attached report" not in "".join(p.read_text() for p in out2.glob("C-*.md"))

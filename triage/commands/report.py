@@ -162,6 +162,9 @@ def export_cmd(
                                                "in triage.toml)."),
     label: list[str] = typer.Option([], "--label", help="Extra label (repeatable); default "
                                                         "labels: triage, crash."),
+    attach: bool = typer.Option(True, "--attach/--no-attach",
+                                help="Write the newest crash report of each new draft's cluster "
+                                     "next to it (CID.report.ips, redacted like the draft)."),
     fmt: ListFormat = typer.Option(ListFormat.table, "--format", "-f", help="table | json | csv"),
 ) -> None:
     """Write one bug-tracker draft per cluster (an update draft for clusters already filed)."""
@@ -171,7 +174,8 @@ def export_cmd(
     labels = ["triage", "crash"] + list(label)
     index = export_drafts(store, tracker.value, out_dir, since=since, until=until,
                           cluster=cluster, process=process, platform=platform,
-                          redact=not no_redact, project=project, labels=labels)
+                          redact=not no_redact, project=project, labels=labels,
+                          attach=attach)
     from rich.markup import escape
 
     rows = [{**e, "title": escape(e["title"]) if fmt.value == "table" else e["title"],

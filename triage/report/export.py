@@ -365,8 +365,11 @@ def export_drafts(store, tracker: str, out_dir: Path | str, *, since=None, until
                   cluster: str | None = None, process: str | None = None,
                   platform: str | None = None, redact: bool = True,
                   project: str | None = None, issue_type: str = "Bug",
-                  labels: list[str] | None = None) -> list[dict[str, Any]]:
-    """Write one draft per cluster into ``out_dir``; returns the index (one dict per draft)."""
+                  labels: list[str] | None = None, attach: bool = True) -> list[dict[str, Any]]:
+    """Write one draft per cluster into ``out_dir``; returns the index (one dict per draft).
+
+    ``attach``: next to each new-issue draft, write the newest report file of the cluster in
+    range (as ingested, redacted like the draft) for the user to attach to the issue."""
     if tracker not in TRACKERS:
         raise UserError(f"--tracker {tracker!r}: choose one of {', '.join(TRACKERS)}")
     if tracker == "jira" and not project:
@@ -420,6 +423,11 @@ def export_drafts(store, tracker: str, out_dir: Path | str, *, since=None, until
             filed_updates[cid] = jdump(snap)
         else:
             sections = body_sections(store, c, exc, compiles)
+            attached = _attach_report(store, out, cid, c.get("incidents") or [], red) \
+                if attach else None
+            entry["attachments"] = [] if attached is None else [str(attached[0])]
+            if attached is not None:
+                sections.append(("Attached report", attached[1]))
             if tracker == "jira":
                 body = red(to_jira(sections) + "\n" + marker + "\n")
             else:
@@ -437,6 +445,38 @@ def export_drafts(store, tracker: str, out_dir: Path | str, *, since=None, until
         for cid, snap in filed_updates.items():
             conn.execute("UPDATE filed SET snapshot=? WHERE cluster_id=?", (snap, cid))
     return index
+
+
+def _attach_report(store, out: Path, cid: str, incident_ids: list[str], red: Redactor
+                   ) -> tuple[Path, str] | None:
+    """Write the newest of ``incident_ids`` as ``out/CID.report.EXT`` (the file as ingested,
+    through ``red``); (path, a line for the draft) or None when there is nothing to attach."""
+    from triage.frames.stored import original_report
+
+    if not incident_ids:
+        return None
+    newest = []                         # per chunk of ids (SQLite's variable limit)
+    for start in range(0, len(incident_ids), 900):
+        chunk = incident_ids[start:start + 900]
+        newest += store.conn.execute(
+            f"SELECT coalesce(captured_ts, 0), incident_id, path, captured_at, os_build "
+            f"FROM incidents WHERE incident_id IN ({','.join('?' * len(chunk))}) "
+            f"ORDER BY 1 DESC, 2 DESC LIMIT 1", chunk).fetchall()
+    if not newest:
+        return None
+    _, iid, path, captured, build = max(newest)
+    try:
+        data, _ = original_report(store.conn, iid)
+    except UserError:
+        return None                     # an older store whose file is gone: nothing to attach
+    ext = Path(path.split("!", 1)[-1]).suffix.lower()
+    dest = out / f"{cid}.report{ext if ext in ('.ips', '.crash', '.txt') else '.ips'}"
+    text = red(data.decode("utf-8", errors="surrogateescape"))
+    _write(dest, text.encode("utf-8", "surrogateescape"))
+    return dest, (f"`{dest.name}`: the newest crash report of this cluster (incident {iid}, "
+                  f"{captured}, build {build}), as macOS wrote it"
+                  f"{', with user and host names redacted' if red.enabled else ''}. "
+                  f"Attach it to the issue.")
 
 
 def _write(path: Path, text: str | bytes) -> Path:
