@@ -335,3 +335,28 @@ def test_learning_skips_seen_facts_without_changing_what_is_learned():
     fresh.observe(plain)
     assert {u: {s: (e.end_seen, e.symbol) for s, e in d.items()} for u, d in peers.by_uuid.items()} \
         == {u: {s: (e.end_seen, e.symbol) for s, e in d.items()} for u, d in fresh.by_uuid.items()}
+
+
+def test_raw_facts_of_every_thread_and_the_leb_equal_the_built_frames():
+    """Lazy ingest learns only from the raw JSON (every thread + lastExceptionBacktrace):
+    the same rows a full parse's frames teach."""
+    from triage.frames.symbolize import PeerSymbols, observations
+
+    head, _, body = ips_bytes(5, nthreads=4).partition(b"\n")
+    b = orjson.loads(body)
+    b["lastExceptionBacktrace"] = [
+        {"imageOffset": 300, "symbol": "__cxa_throw", "symbolLocation": 12, "imageIndex": 0},
+        {"imageOffset": 900, "symbol": "MIL::lower()", "symbolLocation": 40, "imageIndex": 1},
+        {"imageOffset": 901, "imageIndex": 1}]
+    data = head + b"\n" + orjson.dumps(b)
+    plain = parse_bytes(data, "/r.ips", "s")
+    with ips.raw_images(lazy_threads=True) as held:
+        parse_bytes(data, "/r.ips", "s")
+    _, raw_imgs, raw_threads, raw_leb = held[0]
+    want = observations(plain)
+    assert observations(None, ips.symbol_facts(raw_threads, raw_imgs, None, None, raw_leb)) \
+        == want
+    assert any(r[3] == "MIL::lower()" for r in want)
+    peers = PeerSymbols()
+    assert peers.learn(None, ips.symbol_facts(raw_threads, raw_imgs, None, peers.seen,
+                                              raw_leb)) == want

@@ -254,11 +254,11 @@ def process_bytes(stages: Stages, data: bytes, path: str, sha: str, explicit: bo
     from triage.frames.symbolize import has_unresolved, observations
 
     entry = next((h for h in held if h[0] is report), None)
-    lazy = entry is not None and len(entry) == 3
+    lazy = entry is not None and len(entry) == 4
     raw, facts = None, ()
-    if lazy:
-        facts = symbol_facts(entry[2], entry[1], report.crashing_thread,
-                             stages.peers.seen if stages.peers is not None else None)
+    if lazy:   # learn from the raw JSON of every thread (the built frames add nothing to it)
+        facts = symbol_facts(entry[2], entry[1], None,
+                             stages.peers.seen if stages.peers is not None else None, entry[3])
     elif entry is not None:
         raw = entry[1]
     original = compress_blob(data)      # every report keeps its file's bytes (``originals``)
@@ -267,9 +267,9 @@ def process_bytes(stages: Stages, data: bytes, path: str, sha: str, explicit: bo
     # unsymbolicated frames are named), and whether it still has frames to name
     learned: list = []
     if stages.peers is not None:
-        learn = lambda r: learned.extend(stages.peers.learn(r, facts))  # noqa: E731
+        learn = lambda r: learned.extend(stages.peers.learn(None if lazy else r, facts))  # noqa: E731
     else:
-        learn = lambda r: learned.extend(observations(r, facts))  # noqa: E731
+        learn = lambda r: learned.extend(observations(None if lazy else r, facts))  # noqa: E731
     sig, failures = enrich(stages, report, learn)
     obs = learned
     inc = incident_row(report, sig, _now(), has_unresolved(report), raw, lazy)

@@ -365,14 +365,15 @@ class PeerSymbols:
             learned += 1
         return learned
 
-    def learn(self, report: Report, extra_facts: Iterable[tuple] = ()) -> list[tuple]:
-        """Observe ``report`` (and ``extra_facts``, as :func:`observations` does) into this
-        table; the ``(image_uuid, start, end_seen, symbol)`` rows that were new or extended
+    def learn(self, report: Report | None, extra_facts: Iterable[tuple] = ()) -> list[tuple]:
+        """Observe ``report`` (if any) and ``extra_facts`` (as :func:`observations` does) into
+        this table; the ``(image_uuid, start, end_seen, symbol)`` rows that were new or extended
         here. A parser worker sends only those to the parent, not what it already knew."""
         changed: set = set()
         if len(self.seen) > 200_000:        # bounded (~30 MB): it only saves time
             self.seen.clear()
-        self.observe_facts(self.facts(report, self.seen), changed)
+        if report is not None:
+            self.observe_facts(self.facts(report, self.seen), changed)
         self.observe_facts(extra_facts, changed)
         return [(u, s, self.by_uuid[u][s].end_seen, self.by_uuid[u][s].symbol)
                 for u, s in sorted(changed)]
@@ -445,13 +446,15 @@ class PeerSymbols:
         return len(rows)
 
 
-def observations(report: Report, extra_facts: Iterable[tuple] = ()) -> list[tuple[str, int, int, str]]:
+def observations(report: Report | None,
+                 extra_facts: Iterable[tuple] = ()) -> list[tuple[str, int, int, str]]:
     """What ``report``'s own symbolicated frames teach about its images, as
     ``(image_uuid, start, end_seen, symbol)`` rows for :meth:`PeerSymbols.absorb` (pure).
     ``extra_facts``: facts of frames not built as records (lazy ingest's other threads, from
     ``triage.reports.ips.symbol_facts``), learned after the report's own frames."""
     peers = PeerSymbols()
-    peers.observe(report)
+    if report is not None:
+        peers.observe(report)
     peers.observe_facts(extra_facts)
     return [(u, s, peers.by_uuid[u][s].end_seen, peers.by_uuid[u][s].symbol)
             for u, s in sorted(peers._dirty)]

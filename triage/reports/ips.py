@@ -164,7 +164,7 @@ def raw_images(lazy_threads: bool = False) -> Iterator[list]:
     ``lazy_threads=True`` (what ingest uses): only the crashing thread and the
     ``lastExceptionBacktrace`` get Frame records; the other threads keep their metadata (id,
     name, queue, triggered) with an empty ``frames`` list, and each ``held`` entry is
-    ``(report, raw usedImages, raw threads)``. Ingest stores the file's own bytes, from which
+    ``(report, raw usedImages, raw threads, raw lastExceptionBacktrace)``. Ingest stores the file's own bytes, from which
     ``triage.frames.stored`` builds every thread when a stored report is read, so nothing is
     lost; signatures and clustering only ever read the crashing thread.
     """
@@ -402,7 +402,7 @@ def _fill_crash(rep: Report, b: dict, notes: list[str]) -> None:
     if held is not None and type(raw_imgs) is list:
         lazy = _LAZY_THREADS.get()
         if lazy:
-            held.append((rep, raw_imgs, b.get("threads")))
+            held.append((rep, raw_imgs, b.get("threads"), b.get("lastExceptionBacktrace")))
         else:
             held.append((rep, raw_imgs))   # Image records are built when (if) they are read
         rep.images = []
@@ -499,22 +499,23 @@ _clean = lru_cache(maxsize=65536)(clean_symbol)
 
 
 def symbol_facts(raw_threads, raw_images, skip: int | None = None,
-                 seen: set | None = None) -> Iterator[tuple]:
+                 seen: set | None = None, raw_leb=None) -> Iterator[tuple]:
     """``(image_uuid, offset, symbol_offset, symbol)`` for every symbolicated, non-inline frame of
-    the raw ``threads`` (all but thread ``skip``), with the uuid, offset and symbol a parsed
-    Frame would carry: what peer symbolication learns from a report, without building Frame
-    records (lazy ingest; the built frames are observed the usual way). ``seen``
+    the raw ``threads`` (all but thread ``skip``) and of the raw ``lastExceptionBacktrace``
+    ``raw_leb``, with the uuid, offset and symbol a parsed Frame would carry: what peer
+    symbolication learns from a report, without building Frame records (lazy ingest). ``seen``
     (``PeerSymbols.seen``): frames whose ``(uuid, offset, symbol_offset, symbol as written)`` is
     in it are skipped (an identical fact teaches nothing new), the others added."""
-    if type(raw_threads) is not list:
-        return
     lookup = raw_images if isinstance(raw_images, _LazyLookup) else _LazyLookup(
         raw_images if type(raw_images) is list else [])
     n_images = len(lookup)
-    for i, t in enumerate(raw_threads):
-        if i == skip or type(t) is not dict:
-            continue
-        frames = t.get("frames")
+    lists = []
+    if type(raw_threads) is list:
+        lists = [t.get("frames") for i, t in enumerate(raw_threads)
+                 if i != skip and type(t) is dict]
+    if raw_leb is not None:
+        lists.append(raw_leb)
+    for frames in lists:
         if type(frames) is not list:
             continue
         for f in frames:
