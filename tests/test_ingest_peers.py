@@ -7,6 +7,7 @@ import uuid as uuidlib
 from pathlib import Path
 
 import orjson
+import pytest
 
 from triage import ingest as ing
 from triage.frames.stored import load_report
@@ -89,7 +90,35 @@ def test_report_after_its_peer_is_named_in_the_parser(tmp_path):
     rows = _rows(store)
     assert rows["b-bare.ips"][1] == rows["a-named.ips"][1]
     assert rows["b-bare.ips"][3] == 0
-    assert s["peer_symbolicated"] == 0      # nothing was left for the final pass
+    assert s["peer_symbolicated"] == 3      # named in the parser; the final pass had nothing
+    store.close()
+
+
+def test_rerun_after_an_interrupted_run_names_what_it_left(tmp_path, monkeypatch):
+    """Ctrl-C after the batches were stored but before the peer pass and clustering: the next
+    run names the stored, never-clustered reports too, as one clean run would have."""
+    _write(tmp_path / "DR", "a-bare.ips", report_bytes(0, symbolicated=False))
+    _write(tmp_path / "DR", "b-bare.ips", report_bytes(1, symbolicated=False))
+    store = Store.open(tmp_path / "s.db")
+
+    def interrupted(*a, **kw):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:
+        m.setattr(ing, "_after_peers", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            ing.run_ingest(store, [tmp_path / "DR"], workers=1)
+    assert all(r[3] == 1 for r in _rows(store).values())     # stored, unnamed, unclustered
+    _write(tmp_path / "DR", "c-named.ips", report_bytes(2, symbolicated=True))
+    s = ing.run_ingest(store, [tmp_path / "DR"], workers=1)
+    assert s["ingested"] == 1 and s["already_known"] == 2 and s["peer_symbolicated"] == 6
+    rows = _rows(store)
+    assert len({r[2] for r in rows.values()}) == 1 and all(r[3] == 0 for r in rows.values())
+    # no stack row is left behind by the re-signed reports: a recluster changes nothing
+    from triage.cluster import recluster
+
+    diff = recluster(store, dry_run=True)
+    assert diff.stacks_before == diff.stacks_after == 1 and not diff.merged and not diff.new
     store.close()
 
 
@@ -129,4 +158,41 @@ def test_worker_pool_names_every_unsymbolicated_report(tmp_path):
     assert [f.symbol for f in rep.crashing_frames()][1:] == \
         ["ANEC::Lower::run()", "ANEC::compile()", "ANEC::main()"]
     assert len(rep.threads) == 2 and rep.threads[1].frames[0].normalized == "objc_release"
+    store.close()
+
+
+def test_symbolicate_then_recluster_maps_every_old_cluster_id(tmp_path):
+    """QA: fixture reports without symbols clustered in a first run, their symbolicated peers
+    arrive in a second; `symbolicate` names the old ones (new stacks, not clustered yet), then
+    `recluster` must account for every old cluster id (kept, split, or merged with merged_into
+    set), never drop one."""
+    import shutil
+
+    from triage.cluster import recluster
+    from triage.frames.resymbolicate import resymbolicate_store
+
+    dr = Path(__file__).resolve().parents[1] / "fixtures" / "DiagnosticReports"
+    bare = ["ANECompilerService-2026-09-12-082135.ips", "ChatPlayground-2026-08-26-111227.crash",
+            "coreai-build-2026-08-06-094332.ips", "coreai-build-2026-08-14-081410.crash",
+            "coreai-build-2026-08-20-120005.ips", "coreai-build-2026-09-01-095102.crash",
+            "coreai-build-2026-09-01-105058.ips", "coreai-build-2026-09-09-113823.ips",
+            "python3.12-2026-08-13-105132.ips", "python3.12-2026-08-18-144622.ips",
+            "python3.12-2026-09-08-185630.ips"]
+    (tmp_path / "first").mkdir()
+    for name in bare:
+        shutil.copy2(dr / name, tmp_path / "first" / name)
+    store = Store.open(tmp_path / "s.db")
+    ing.run_ingest(store, [tmp_path / "first"], workers=1)
+    ing.run_ingest(store, [dr], workers=1)
+    before = {c for (c,) in store.conn.execute(
+        "SELECT DISTINCT cluster_id FROM incidents WHERE cluster_id IS NOT NULL")}
+    res = resymbolicate_store(store, [])
+    assert res["signatures_changed"] > 0
+    diff = recluster(store)
+    accounted = set(diff.kept) | {m["id"] for m in diff.merged} | {s["id"] for s in diff.split}
+    assert accounted == before, sorted(before - accounted)
+    assert diff.merged, "the re-signed reports join their peers' clusters"
+    for m in diff.merged:
+        assert store.conn.execute("SELECT merged_into FROM clusters WHERE cluster_id=?",
+                                  (m["id"],)).fetchone()[0] == m["into"]
     store.close()

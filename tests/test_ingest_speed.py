@@ -360,3 +360,31 @@ def test_raw_facts_of_every_thread_and_the_leb_equal_the_built_frames():
     peers = PeerSymbols()
     assert peers.learn(None, ips.symbol_facts(raw_threads, raw_imgs, None, peers.seen,
                                               raw_leb)) == want
+
+
+def test_reports_without_threads_read_back_without_a_phantom_thread_and_keep_images(tmp_path):
+    """QA: a stored report with no threads (a hang, or a crash whose body lost `threads`) read
+    back with an empty thread 0, and a lazily stored one lost its images."""
+    import shutil
+
+    dr = Path(__file__).resolve().parents[1] / "fixtures" / "DiagnosticReports"
+    names = ["malformed/no-threads-2026-08-20-101504.ips"] + \
+        [p.name for p in dr.glob("*.ips") if p.name.startswith(("JetsamEvent", "WindowServer"))]
+    (tmp_path / "DR").mkdir()
+    for n in names:
+        shutil.copy2(dr / n, tmp_path / "DR" / Path(n).name)
+    store = Store.open(tmp_path / "s.db")
+    ing.run_ingest(store, [tmp_path / "DR"], workers=1)
+    for iid, path in store.conn.execute("SELECT incident_id, path FROM incidents"):
+        parsed = parse_bytes(Path(path).read_bytes(), path, "s")
+        rep = load_report(store.conn, iid)
+        assert len(rep.threads) == len(parsed.threads), path
+        assert rep.crashing_thread == parsed.crashing_thread, path
+        assert rep.images == parsed.images, path
+        detail = incident_detail(store, iid)
+        assert len(detail["images"]) == len(parsed.images) and len(detail["threads"]) == \
+            len(parsed.threads)
+    assert any(len(parse_bytes(Path(p).read_bytes(), p, "s").images) > 0 and
+               not parse_bytes(Path(p).read_bytes(), p, "s").threads
+               for (p,) in store.conn.execute("SELECT path FROM incidents"))
+    store.close()

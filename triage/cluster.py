@@ -827,6 +827,19 @@ def report_from_row(row) -> "Report":
     )
 
 
+def _old_natural(stack_cluster: str | None, shown: str | None, override_ids: set) -> str | None:
+    """The cluster an incident counted for before this recluster: its stack's cluster, unless
+    the incident was re-signed since the last clustering (``triage symbolicate`` gives it a
+    new stack: not clustered yet, or another bug's) while it still shows in its own cluster.
+    Clusters touched by merge/split overrides keep the stack's (natural) cluster: the
+    overrides are replayed afterwards."""
+    if stack_cluster is None:
+        return shown
+    if shown and shown != stack_cluster and not ({shown, stack_cluster} & override_ids):
+        return shown
+    return stack_cluster
+
+
 def recluster(store, settings=None, rule_files=(), *, dry_run: bool = False,
               full: bool = False, progress=None) -> ReclusterDiff:
     """Recompute normalization + signatures of every stored crash from its stored frames, then
@@ -856,6 +869,10 @@ def recluster(store, settings=None, rule_files=(), *, dry_run: bool = False,
                        "LEFT JOIN stacks s ON s.stack_id = i.stack_id "
                        "WHERE i.kind = 'crash' OR i.signature IS NOT NULL")
     cur.row_factory = sqlite3.Row
+    ov0 = load_overrides(conn)
+    override_ids = (set(ov0.merged) | set(ov0.merged.values())
+                    | {x for t in ov0.sig_splits for x in (t[0], t[2])}
+                    | {x for t in ov0.inc_splits for x in (t[0], t[2])})
     per_incident: dict[str, tuple] = {}        # iid -> (stack_id, signature, proto)
     new_frames: dict[str, str] = {}
     stacks_new: dict[str, tuple] = {}          # stack_id -> (signature, proto, tokens, count)
@@ -871,7 +888,7 @@ def recluster(store, settings=None, rule_files=(), *, dry_run: bool = False,
             diff.signatures_changed += 1
         if rep.threads:
             new_frames[iid] = dump_frames(rep.threads[0].frames)
-        old_nat[iid] = row["stack_cluster"]
+        old_nat[iid] = _old_natural(row["stack_cluster"], row["cluster_id"], override_ids)
         st = stacks_new.get(res.stack_id)
         stacks_new[res.stack_id] = (res.signature, res.proto_signature, res.stack,
                                     (st[3] if st else 0) + 1)

@@ -227,8 +227,9 @@ def process_bytes(stages: Stages, data: bytes, path: str, sha: str, explicit: bo
     """Parse and enrich one file's bytes into its rows (pure: no store access).
 
     Returns ``("skipped",)``, ``("error", reason)`` or ``("ok", kind, incident_id, incident_row,
-    stack_row_or_None, stage_failures, peer_observations, original)`` (``original``: the
-    compressed file bytes, for the ``originals`` table).
+    stack_row_or_None, stage_failures, peer_observations, original, peer_named)``
+    (``original``: the compressed file bytes, for the ``originals`` table; ``peer_named``:
+    frames of the crashing thread / last exception backtrace named from peer symbols).
     """
     if explicit and stages.looks_like_report is not None:
         try:
@@ -277,7 +278,9 @@ def process_bytes(stages: Stages, data: bytes, path: str, sha: str, explicit: bo
     if sig is not None and getattr(sig, "stack_id", None):
         stack = (sig.stack_id, sig.signature or "", sig.proto_signature or "",
                  _jtext(list(sig.stack or [])))
-    return ("ok", report.kind, report.incident_id, inc, stack, failures, obs, original)
+    named = sum(1 for f in report.crashing_frames() if f.symbolicated_by == "peer") + sum(
+        1 for f in report.last_exception_backtrace or () if f.symbolicated_by == "peer")
+    return ("ok", report.kind, report.incident_id, inc, stack, failures, obs, original, named)
 
 
 def _one_line(text: str) -> str:
@@ -331,6 +334,7 @@ class _Pending:
     stack: Optional[tuple]
     observations: list = field(default_factory=list)
     original: Optional[bytes] = None
+    peer_named: int = 0
 
 
 class _Run:
@@ -363,6 +367,7 @@ class _Run:
         self.batch_ids: set[str] = set()
         self.ingested_paths: list[str] = []
         self.stage_failures = 0
+        self.peer_named = 0                     # frames named from peers in the parser
         self.conn = store.conn
         from triage.frames.symbolize import PeerSymbols
 
@@ -562,14 +567,14 @@ class _Run:
         if tag == "error":
             self.problem(c.path, res[1], c.size, c.mtime_ns)
             return
-        _, kind, incident_id, inc, stack, failures, obs, original = res
+        _, kind, incident_id, inc, stack, failures, obs, original, named = res
         self.stage_failures += failures
         if incident_id in self.batch_ids or self.conn.execute(
                 "SELECT 1 FROM incidents WHERE incident_id=?", (incident_id,)).fetchone():
             self.duplicate(c, sha, incident_id)
             return
         self.batch.append(_Pending(c.path, c.size, c.mtime_ns, sha, kind, inc, stack, obs,
-                                   original))
+                                   original, named))
         self.batch_shas[sha] = incident_id
         self.batch_ids.add(incident_id)
         self.batch_bytes += len(inc[_DETAIL_INDEX] or b"") + len(original or b"") + 4096
@@ -594,6 +599,7 @@ class _Run:
         new_kinds: dict[str, int] = {}
         ingested = 0
         dup_after_race = 0
+        peer_named = 0
         with self.store.transaction() as conn:
             for p in self.batch:
                 cur = conn.execute(_INSERT_INCIDENT, p.incident)
@@ -602,6 +608,7 @@ class _Run:
                     new_kinds[p.kind] = new_kinds.get(p.kind, 0) + 1
                     if p.original is not None:
                         conn.execute(_INSERT_ORIGINAL, (p.incident[0], p.original))
+                    peer_named += p.peer_named
                     if p.stack is not None:
                         conn.execute(_UPSERT_STACK, p.stack)
                     if p.observations:
@@ -631,6 +638,7 @@ class _Run:
         # counted only once committed, so an interrupted batch is not reported as stored
         s = self.summary
         s["ingested"] += ingested
+        self.peer_named += peer_named
         s["already_known"] += dup_after_race
         for k, n in new_kinds.items():
             s["by_kind"][k] = s["by_kind"].get(k, 0) + n
@@ -707,7 +715,7 @@ def run_ingest(store, paths: Iterable[str], *, journals: Iterable = (), dsym_pat
     s["peer_symbolicated"] = 0
     t_store = time.perf_counter()
     try:
-        s["peer_symbolicated"] = _after_peers(store, run, rule_files)
+        s["peer_symbolicated"] = run.peer_named + _after_peers(store, run, rule_files)
     except Exception as exc:  # noqa: BLE001 - the reports are stored; say what failed
         s["warnings"].append(f"peer symbolication failed: {type(exc).__name__}: {exc}")
     t1 = time.perf_counter()
@@ -744,11 +752,15 @@ def _roots(paths: list[str]) -> list[str]:
 def _after_peers(store, run: "_Run", rule_files: list) -> int:
     """Name this run's unsymbolicated frames from symbolicated peers (same image UUID, so the
     same OS build), whichever order the reports arrived in; re-normalizes and re-signs them
-    before clustering. Reports stored by earlier runs are left alone, so ingest never moves an
-    incident a user has already seen: ``triage symbolicate`` then ``triage recluster`` improve
-    those, with old cluster ids mapped to new ones.
+    before clustering. Also the stored reports no clustering has seen yet (an interrupted run).
+    Clustered reports are left alone, so ingest never moves an incident a user has already
+    seen: ``triage symbolicate`` then ``triage recluster`` improve those, with old cluster ids
+    mapped to new ones. Returns the number of frames named here (the parsers name most).
     """
-    ids = list(run.needs_symbols)
+    # this run's reports, and stored ones never clustered (a run interrupted before its peer
+    # pass: their clusters were never shown, so naming them now moves nothing a user saw)
+    ids = list(dict.fromkeys(run.needs_symbols + [r[0] for r in store.conn.execute(
+        "SELECT incident_id FROM incidents WHERE needs_symbols = 1 AND cluster_id IS NULL")]))
     if not ids or not len(run.peers):
         return 0
     from triage.frames.resymbolicate import peer_symbolicate_crashes

@@ -213,6 +213,7 @@ def peer_symbolicate_crashes(store, incident_ids: list[str], peers,
     summary: dict[str, Any] = {"reports_seen": 0, "reports_changed": 0, "frames_peer": 0,
                                "signatures_changed": 0, "changed": [], "problems": []}
     cols = ", ".join(_CRASH_COLUMNS)
+    left: set[str] = set()          # stacks the re-signed reports left
     with store.transaction() as conn:
         for start in range(0, len(incident_ids), 500):
             chunk = incident_ids[start:start + 500]
@@ -230,6 +231,8 @@ def peer_symbolicate_crashes(store, incident_ids: list[str], peers,
                 normalize_report(rep, rules)
                 old = (row["signature"], row["proto_signature"], row["stack_id"])
                 new_sig = _resign(conn, rep, signature, old, summary)
+                if old[2] and new_sig[2] != old[2]:
+                    left.add(old[2])
                 conn.execute("UPDATE incidents SET frames=?, last_exception=?, signature=?, "
                              "proto_signature=?, stack_id=?, needs_symbols=? "
                              "WHERE incident_id=?",
@@ -238,4 +241,7 @@ def peer_symbolicate_crashes(store, incident_ids: list[str], peers,
                               *new_sig, 1 if has_unresolved(rep) else 0, rep.incident_id))
                 summary["reports_changed"] += 1
                 summary["frames_peer"] += n_peer
+        # a stack every report of which was re-signed here, and never clustered, is gone
+        conn.executemany("DELETE FROM stacks WHERE stack_id=? AND count <= 0 AND "
+                         "cluster_id IS NULL", [(sid,) for sid in sorted(left)])
     return summary

@@ -197,8 +197,9 @@ def report_from_row(rec: dict, jload=None, unpack=None) -> Report:
     report.header = detail.get("header")
     report.extra = detail.get("extra") or {}
     report.notes = list(detail.get("notes") or [])
-    if not report.threads and rec.get("frames"):
-        frames = frames_from_json(load_frames(rec.get("frames")))
+    frames = frames_from_json(load_frames(rec.get("frames"))) \
+        if not report.threads and rec.get("frames") else None
+    if frames:      # no thread list stored: the crashing thread alone, from the frames column
         report.threads = [Thread(index=0, triggered=True, frames=frames)]
         report.crashing_thread = 0
     le = load_frames(rec.get("last_exception")) if rec.get("last_exception") else None
@@ -225,14 +226,15 @@ def _from_original(report: Report, blob: bytes, rec: dict, jload) -> None:
     le = load_frames(rec.get("last_exception")) if rec.get("last_exception") else None
     report.last_exception_backtrace = frames_from_json(le) if le is not None else None
     ct = report.crashing_thread
+    if parsed is not None:
+        report.images = parsed.images
+        report.notes = parsed.notes
     if parsed is None or not parsed.threads:
         if frames:
             report.threads = [Thread(index=0, triggered=True, frames=frames)]
             report.crashing_thread = 0
         return
     report.threads = parsed.threads
-    report.images = parsed.images
-    report.notes = parsed.notes
     rules = load_rules([])
     for t in report.threads:
         if isinstance(ct, int) and t.index == ct:
