@@ -124,6 +124,7 @@ def test_symbolicate_stored_reports(env, capsys):
     # idempotent: a second run changes nothing
     again = _json(capsys, ["symbolicate", "--dsym", str(FIXTURE), "-f", "json"])
     assert again["signatures_changed"] == 0
+    assert again["reports_changed"] == 0 and again["frames_dsym"] == 0     # QA: idempotent
     assert main(["symbolicate", "--dsym", str(tmp / "missing")]) == 2
 
 

@@ -148,12 +148,16 @@ def resymbolicate_store(store, dsym_paths: Iterable[Path], rule_files: Iterable[
                                (iid,)).fetchone()
             new_frames = dump_frames(rep.crashing_frames())
             new_le = dump_frames(rep.last_exception_backtrace)
-            if not n_dsym and not n_peer and new_frames == old[0] and new_le == old[1]:
+            same_frames = new_frames == old[0] and new_le == old[1]
+            if not n_dsym and not n_peer and same_frames:
+                continue
+            detail = _new_detail(old[5], rep)
+            if same_frames and detail == old[5]:    # named again exactly as stored: no change
                 continue
             new_sig = _resign(conn, rep, signature, tuple(old[2:5]), summary)
             conn.execute("UPDATE incidents SET frames=?, last_exception=?, detail=?, "
                          "signature=?, proto_signature=?, stack_id=? WHERE incident_id=?",
-                         (new_frames, new_le, _new_detail(old[5], rep), *new_sig, iid))
+                         (new_frames, new_le, detail, *new_sig, iid))
             summary["reports_changed"] += 1
             summary["frames_dsym"] += n_dsym
             summary["frames_peer"] += n_peer
