@@ -222,3 +222,68 @@ def test_new_drafts_come_with_the_newest_report_attached(fixture_store, tmp_path
     assert all(e.get("attachments", []) == [] for e in idx2)
     assert not [p for p in out2.iterdir() if ".report." in p.name]
     assert "Attached report" not in "".join(p.read_text() for p in out2.glob("C-*.md"))
+
+
+def test_attachment_falls_back_to_the_next_newest_report(fixture_store, tmp_path):
+    """An older store without a stored copy, whose newest report file is gone: the next newest
+    report of the cluster is attached."""
+    import shutil
+    import sqlite3
+
+    import triage
+
+    db = tmp_path / "copy.db"
+    src = sqlite3.connect(fixture_store.path)
+    dst = sqlite3.connect(db)
+    src.backup(dst)
+    src.close()
+    dst.execute("DELETE FROM originals")
+    dst.commit()
+    cid, = dst.execute("SELECT cluster_id FROM incidents WHERE cluster_id IS NOT NULL "
+                       "GROUP BY cluster_id "
+                       "HAVING COUNT(*) >= 3 ORDER BY cluster_id LIMIT 1").fetchone()
+    (newest, n_path), (second, s_path) = dst.execute(
+        "SELECT incident_id, path FROM incidents WHERE cluster_id=? "
+        "ORDER BY captured_ts DESC LIMIT 2", (cid,)).fetchall()
+    moved = tmp_path / "moved"
+    moved.mkdir()
+    copies = {}
+    for p in {n_path, s_path}:
+        copies[p] = moved / Path(p).name
+        shutil.copy2(p, copies[p])
+    # point the two newest incidents at copies, then lose the newest one
+    dst.execute("UPDATE incidents SET path=? WHERE incident_id=?", (str(copies[n_path]), newest))
+    dst.execute("UPDATE incidents SET path=? WHERE incident_id=?", (str(copies[s_path]), second))
+    dst.commit()
+    dst.close()
+    copies[n_path].unlink()
+    with triage.open(db) as t:
+        idx = export_drafts(t.store, "markdown", tmp_path / "out", cluster=cid, redact=False)
+    (att,) = idx[0]["attachments"]
+    assert Path(att).read_bytes() == copies[s_path].read_bytes()
+    assert second in (tmp_path / "out" / f"{cid}.md").read_text()
+
+
+def test_unwritable_output_folder_is_a_one_line_error(store, bug, tmp_path, monkeypatch, capsys):
+    from triage.cli import main
+
+    out = tmp_path / "ro"
+    out.mkdir()
+    real_write = Path.write_bytes
+
+    def refuse(self, data):
+        if self.parent == out:
+            raise PermissionError(13, "Permission denied")
+        return real_write(self, data)
+
+    monkeypatch.setattr(Path, "write_bytes", refuse)
+    monkeypatch.setattr(Path, "write_text", lambda self, *a, **k: refuse(self, b""))
+    with pytest.raises(Exception) as ei:
+        export_drafts(store, "github", out)
+    assert "cannot write: Permission denied" in str(ei.value)
+    monkeypatch.setenv("TRIAGE_DB", str(store.path))
+    capsys.readouterr()
+    assert main(["export", "--tracker", "github", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "cannot write: Permission denied" in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1

@@ -409,7 +409,11 @@ def export_drafts(store, tracker: str, out_dir: Path | str, *, since=None, until
         if cid in filed:
             # a new-issue draft left by an earlier export must not be filed a second time
             for stale in (f"{cid}.json", f"{cid}.md"):
-                (out / stale).unlink(missing_ok=True)
+                try:
+                    (out / stale).unlink(missing_ok=True)
+                except OSError as exc:
+                    raise UserError(f"{out / stale}: cannot remove the stale new-issue draft: "
+                                    f"{exc.strerror or exc}") from None
             d = diff_snapshot(filed[cid]["snapshot"], snap)
             entry.update(kind="update", url=filed[cid]["url"], new=d)
             if not (d["new_reports"] or d["new_builds"] or d["new_configurations"]
@@ -437,7 +441,7 @@ def export_drafts(store, tracker: str, out_dir: Path | str, *, since=None, until
         entry["files"] = [str(f) for f in files]
         meta_updates[cid] = jdump(snap)
         index.append(entry)
-    (out / "index.json").write_bytes(orjson.dumps(index, option=orjson.OPT_INDENT_2))
+    _write(out / "index.json", orjson.dumps(index, option=orjson.OPT_INDENT_2))
     with store.transaction() as conn:
         for cid, snap in meta_updates.items():
             conn.execute("INSERT INTO meta(key, value) VALUES(?, ?) ON CONFLICT(key) "
@@ -453,22 +457,21 @@ def _attach_report(store, out: Path, cid: str, incident_ids: list[str], red: Red
     through ``red``); (path, a line for the draft) or None when there is nothing to attach."""
     from triage.frames.stored import original_report
 
-    if not incident_ids:
-        return None
-    newest = []                         # per chunk of ids (SQLite's variable limit)
+    rows = []                           # per chunk of ids (SQLite's variable limit)
     for start in range(0, len(incident_ids), 900):
         chunk = incident_ids[start:start + 900]
-        newest += store.conn.execute(
+        rows += store.conn.execute(
             f"SELECT coalesce(captured_ts, 0), incident_id, path, captured_at, os_build "
-            f"FROM incidents WHERE incident_id IN ({','.join('?' * len(chunk))}) "
-            f"ORDER BY 1 DESC, 2 DESC LIMIT 1", chunk).fetchall()
-    if not newest:
+            f"FROM incidents WHERE incident_id IN ({','.join('?' * len(chunk))})",
+            chunk).fetchall()
+    for _, iid, path, captured, build in sorted(rows, reverse=True):   # newest first
+        try:
+            data, _ = original_report(store.conn, iid)
+        except UserError:
+            continue        # an older store whose file is gone: the next newest one
+        break
+    else:
         return None
-    _, iid, path, captured, build = max(newest)
-    try:
-        data, _ = original_report(store.conn, iid)
-    except UserError:
-        return None                     # an older store whose file is gone: nothing to attach
     ext = Path(path.split("!", 1)[-1]).suffix.lower()
     dest = out / f"{cid}.report{ext if ext in ('.ips', '.crash', '.txt') else '.ips'}"
     text = red(data.decode("utf-8", errors="surrogateescape"))
@@ -480,10 +483,13 @@ def _attach_report(store, out: Path, cid: str, incident_ids: list[str], red: Red
 
 
 def _write(path: Path, text: str | bytes) -> Path:
-    if isinstance(text, str):
-        path.write_text(text, encoding="utf-8")
-    else:
-        path.write_bytes(text)
+    try:
+        if isinstance(text, str):
+            path.write_text(text, encoding="utf-8")
+        else:
+            path.write_bytes(text)
+    except OSError as exc:
+        raise UserError(f"{path}: cannot write: {exc.strerror or exc}") from None
     return path
 
 
