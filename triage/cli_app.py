@@ -65,8 +65,10 @@ def db_path() -> Path:
 
 
 def open_store():
-    """Open the store chosen by the global options (creating it on first use): for commands
-    that write (ingest, record, recluster, merge, split, symbolicate, releases alias, filed...).
+    """Open the store chosen by the global options, creating it (and its folders) on first use:
+    only for commands that add data to an empty store (ingest, releases alias). Commands that
+    change existing data (recluster, merge, split, symbolicate, link, filed CLUSTER URL) use
+    :func:`open_existing_store`: on an empty store they have nothing to do.
     """
     from triage.store.db import Store
 
@@ -97,6 +99,43 @@ def open_existing_store(subject: Optional[str] = None):
              "run `triage ingest REPORTS`)")
         return store
     return Store.open(path)
+
+
+#: files SQLite keeps beside the store (WAL mode; rollback journal)
+STORE_COMPANIONS = ("-wal", "-shm", "-journal")
+
+
+def _same_path(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)       # hard links, case-insensitive file systems
+    except OSError:                          # one of them does not exist (yet)
+        return os.path.normcase(os.path.realpath(a)) == os.path.normcase(os.path.realpath(b))
+
+
+def refuse_store_path(path: Path, option: str, *, files_inside: Optional[str] = None) -> None:
+    """One-line :class:`UserError` when an output ``path`` (given with ``option``, e.g.
+    ``--output``) is the store itself or one of its ``-wal``/``-shm``/``-journal`` files:
+    writing there would destroy the store. Call it before anything is written.
+
+    ``files_inside``: ``path`` is a folder the command writes files into, whose names match
+    this regular expression (``export --out``); a store in that folder with such a name is
+    refused too."""
+    import re
+
+    from triage.errors import UserError
+
+    target = Path(path).expanduser()
+    store = db_path()
+    for suffix in ("",) + STORE_COMPANIONS:
+        if _same_path(target, Path(f"{store}{suffix}")):
+            what = "the triage store itself" if not suffix else f"the triage store's {suffix} file"
+            raise UserError(f"{option} {path}: is {what} ({store}{suffix}); writing there would "
+                            "destroy the store, choose another path")
+    if files_inside and re.fullmatch(files_inside, store.name) \
+            and _same_path(target, store.parent):
+        raise UserError(f"{option} {path}: the triage store {store} is in this folder under a "
+                        "name this command writes; writing there would destroy the store, "
+                        "choose another folder")
 
 
 @app.callback()
@@ -137,6 +176,20 @@ def rule_files() -> list[Path]:
     for f in files:
         check_rule_path(f, f"{f} ([rules] files in triage.toml)")
     return files + list(state.rules)
+
+
+def checked_rule_files() -> list[Path]:
+    """:func:`rule_files`, each parsed once first (frame rules and signature lists): for commands
+    that open an existing store, so that a bad rule file is refused before the store is opened
+    (and before a first run's note about a new empty default store)."""
+    files = rule_files()
+    if files:
+        from triage.frames.normalize import load_rules
+        from triage.signature import load_siglists
+
+        load_siglists(files)
+        load_rules(files)
+    return files
 
 
 # ---------------------------------------------------------------------------- output helpers

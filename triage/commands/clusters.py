@@ -7,8 +7,8 @@ from typing import Optional
 
 import typer
 
-from triage.cli_app import (OutputFormat, app, dumps_json, emit, open_existing_store, open_store,
-                            out, rule_files)
+from triage.cli_app import (OutputFormat, app, checked_rule_files, dumps_json, emit,
+                            open_existing_store, out, rule_files)
 
 _COLUMNS = ["id", "count", "signature", "first_seen", "last_seen", "processes"]
 _CSV_COLUMNS = ["id", "count", "signature", "exception", "first_seen", "last_seen", "processes",
@@ -84,9 +84,10 @@ def recluster(
     re-cluster, and map old cluster ids onto the new clusters (ids never silently change)."""
     from triage.cluster import recluster as run
 
-    store = open_store()
+    files = checked_rule_files()    # a bad rule file: refused before the store is opened
+    store = open_existing_store()   # nothing to recluster in an empty store: never create one
     try:
-        diff = run(store, None, rule_files(), dry_run=dry_run, full=full).to_dict()
+        diff = run(store, None, files, dry_run=dry_run, full=full).to_dict()
     finally:
         store.close()
     if fmt == TableJson.json:
@@ -104,7 +105,7 @@ def merge(
     """Merge cluster B into A (persisted; later ingests and reclusters respect it)."""
     from triage.cluster import merge as run
 
-    store = open_store()
+    store = open_existing_store(f"{keep}: no such cluster")
     try:
         res = run(store, keep, other)
     finally:
@@ -129,7 +130,7 @@ def split(
 
     if bool(signature) == bool(incidents):
         raise UserError("split: give exactly one of --signature SIG or --incident ID...")
-    store = open_store()
+    store = open_existing_store(f"{cluster_id}: no such cluster")
     try:
         res = run(store, cluster_id, signature=signature, incidents=incidents or None)
     finally:

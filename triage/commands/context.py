@@ -6,7 +6,7 @@ from typing import List, Optional
 
 import typer
 
-from triage.cli_app import OutputFormat, app, db_path, emit, out, warn
+from triage.cli_app import OutputFormat, app, db_path, emit, out, refuse_store_path, warn
 from triage.errors import UserError, refuse_special_file
 
 
@@ -33,6 +33,8 @@ def record(
     # A journal that cannot be written (a folder, an unwritable folder) never stops the
     # command: it runs, its exit status is ours, and one warning line names the journal.
     refuse_special_file(target)   # opening a FIFO would block forever: refused up front
+    # appending JSON lines to the store (--journal s.db, or --db journal.jsonl) would corrupt it
+    refuse_store_path(target, "--journal" if journal is not None else "journal")
     raise typer.Exit(run_and_record(argv, target))
 
 
@@ -78,11 +80,11 @@ def link(
                                      help="table, json or csv."),
 ) -> None:
     """Load compile journals and link crash incidents to their compiles."""
-    from triage.cli_app import open_store
+    from triage.cli_app import open_existing_store
     from triage.context.link import check_journals, link_pending, relink_all
 
     check_journals(journal)
-    store = open_store()
+    store = open_existing_store()   # no incidents, nothing to link: never create a store
     try:
         if relink:
             relink_all(store)

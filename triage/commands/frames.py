@@ -6,8 +6,8 @@ from typing import Optional
 
 import typer
 
-from triage.cli_app import (OutputFormat, app, emit, open_existing_store, open_store, out,
-                            rule_files, warn)
+from triage.cli_app import (OutputFormat, app, checked_rule_files, emit, open_existing_store,
+                            out, rule_files, warn)
 
 FRAME_COLUMNS = ["#", "section", "raw_symbol", "module", "normalized", "inline", "rule"]
 _HEADERS = {"raw_symbol": "raw symbol"}
@@ -26,9 +26,16 @@ def _load_target(target: str):
 
         from triage.records import ParseError
         from triage.reports.detect import parse_bytes
+        from triage.reports.discover import (MAX_REPORT_BYTES, TooLarge, read_file,
+                                             too_large_reason)
 
         try:
-            data = path.read_bytes()
+            size = path.stat().st_size
+            if size > MAX_REPORT_BYTES:       # refused before reading, as ingest does
+                raise UserError(f"{path}: {too_large_reason(size)}")
+            data = read_file(str(path))       # never reads past the limit (a growing file)
+        except TooLarge as exc:
+            raise UserError(f"{path}: {exc}")
         except OSError as exc:
             raise UserError(f"{path}: cannot read: {exc.strerror or exc}")
         try:
@@ -154,9 +161,10 @@ def symbolicate(
 
     if not dsym and not peers:
         raise UserError("nothing to do: give --dsym PATH and/or --peers")
-    store = open_store()
+    files = checked_rule_files()    # a bad rule file: refused before the store is opened
+    store = open_existing_store(f"{incident[0]}: no such incident" if incident else None)
     try:
-        summary = resymbolicate_store(store, dsym, rule_files(), incident_ids=incident or None,
+        summary = resymbolicate_store(store, dsym, files, incident_ids=incident or None,
                                       use_peers=peers)
     finally:
         store.close()

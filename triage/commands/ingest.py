@@ -10,7 +10,7 @@ from typing import Optional
 import typer
 
 from triage.cli_app import (OutputFormat, app, dumps_json, emit, open_existing_store, open_store,
-                            out, rule_files, warn)
+                            out, refuse_store_path, rule_files, warn)
 
 #: exit codes of ``triage ingest`` (documented in docs/ingest.md)
 EXIT_OK = 0            # the run completed (bad files are reported, not fatal)
@@ -175,6 +175,8 @@ def original(
     from triage.api import original_bytes
     from triage.errors import UserError
 
+    if output is not None:
+        refuse_store_path(output, "--output")
     store = open_existing_store(f"{incident}: no such incident")
     try:
         data = original_bytes(store, incident, redact=redact)

@@ -8,7 +8,8 @@ from typing import Optional
 
 import typer
 
-from triage.cli_app import app, emit, open_existing_store, open_store, out, warn
+from triage.cli_app import (app, emit, open_existing_store, open_store, out,
+                            refuse_store_path, warn)
 from triage.errors import UserError
 
 
@@ -74,6 +75,8 @@ def report_cmd(
     from triage.report.build import build_report
 
     _check_kind(kind)
+    if output is not None:
+        refuse_store_path(output, "--output")
     store = open_existing_store()
     f = fmt.value
     # Incident ids: all of them in JSON/CSV/HTML (the page shows the first 200 of each cluster);
@@ -145,6 +148,10 @@ def releases_alias_cmd(
     out(f"{alias}{' (' + platform + ')' if platform else ''} -> {build}")
 
 
+#: names ``export`` writes into ``--out`` (index.json, C-ID.json/.md/.comment.*/.report.*)
+_EXPORT_FILES = r"index\.json|C-.*\.(json|md|ips|crash|txt)"
+
+
 @app.command("export")
 def export_cmd(
     tracker: Tracker = typer.Option(..., "--tracker", help="github | jira | markdown"),
@@ -170,6 +177,8 @@ def export_cmd(
     """Write one bug-tracker draft per cluster (an update draft for clusters already filed)."""
     from triage.report.export import export_drafts
 
+    # the folder itself, or a store inside it named like a file export writes there
+    refuse_store_path(out_dir, "--out", files_inside=_EXPORT_FILES)
     store = open_existing_store()
     labels = ["triage", "crash"] + list(label)
     index = export_drafts(store, tracker.value, out_dir, since=since, until=until,
@@ -199,5 +208,9 @@ def filed_cmd(
         return
     if url is None:
         raise UserError("filed: give the cluster id and the URL (triage filed C-3f9a2c URL)")
-    r = record_filed(open_store(), cluster, url)
+    store = open_existing_store(f"{cluster}: no such cluster")   # never creates a store
+    try:
+        r = record_filed(store, cluster, url)
+    finally:
+        store.close()
     out(f"{r['id']} filed at {r['url']}")
