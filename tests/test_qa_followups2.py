@@ -11,35 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from triage.cli import main
 
 from test_builds import _isolated_config  # noqa: F401 - the shared config isolation
+from test_qa_followups import _isolated, one_error_line, run  # noqa: F401 - shared fixture and helpers
 
 ROOT = Path(__file__).resolve().parents[1]
 REPORTS = ROOT / "fixtures" / "DiagnosticReports"
 REPORT = REPORTS / "ANECompilerService-2026-09-05-115509.ips"
-
-
-@pytest.fixture(autouse=True)
-def _isolated(_isolated_config, tmp_path, monkeypatch):  # noqa: F811 - a fixture argument
-    """No user config or store leaks in (as in test_qa_followups)."""
-    monkeypatch.delenv("TRIAGE_DB", raising=False)
-    monkeypatch.setattr("triage.cli_app.default_db_path",
-                        lambda: tmp_path / "default-data" / "triage.db")
-    yield _isolated_config
-
-
-def run(capsys, *argv):
-    capsys.readouterr()
-    code = main([str(a) for a in argv])
-    cap = capsys.readouterr()
-    return code, cap.out, cap.err
-
-
-def one_error_line(err: str) -> str:
-    assert err.startswith("triage: error: ") and err.count("\n") == 1, err
-    assert "Traceback" not in err
-    return err
 
 
 def ingested_store(capsys, path: Path) -> Path:
