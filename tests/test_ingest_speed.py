@@ -388,3 +388,22 @@ def test_reports_without_threads_read_back_without_a_phantom_thread_and_keep_ima
                not parse_bytes(Path(p).read_bytes(), p, "s").threads
                for (p,) in store.conn.execute("SELECT path FROM incidents"))
     store.close()
+
+
+def test_frames_command_says_when_the_stored_original_is_unreadable(tmp_path, capsys):
+    from triage.cli import main
+
+    make_reports(tmp_path / "DR", 1)
+    db = tmp_path / "s.db"
+    assert main(["--db", str(db), "ingest", str(tmp_path / "DR")]) == 0
+    store = Store.open(db)
+    store.conn.execute("UPDATE originals SET data=?", (b"\x28\xb5\x2f\xfdjunk",))
+    iid = store.conn.execute("SELECT incident_id FROM incidents").fetchone()[0]
+    store.close()
+    capsys.readouterr()
+    assert main(["--db", str(db), "frames", iid[:8], "-f", "json"]) == 0
+    cap = capsys.readouterr()
+    assert "stored original unreadable" in cap.err and cap.err.count("\n") == 1
+    import json
+
+    assert [r["symbol"] for r in json.loads(cap.out)][:1] == ["objc_release"]

@@ -118,6 +118,9 @@ def frames(
         for p in index.problems:
             warn(f"triage: warning: {p}")
         symbolicate_report(report, index)
+    for note in report.notes or ():
+        if note.startswith("stored original unreadable"):   # only the crashing thread is left
+            warn(f"triage: warning: {report.incident_id}: {note}")
     rows = frame_rows(report, rules, thread)
     if not rows:
         hint = f" ({len(report.threads)} threads: use --thread N)" if report.threads else ""
