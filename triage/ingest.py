@@ -478,13 +478,11 @@ class _Run:
             self.problem(c.path, res[1], c.size, c.mtime_ns)
             return
         known = self.batch_shas.get(sha)
-        if known is None:
-            hit = self.conn.execute("SELECT incident_id FROM incidents WHERE sha256=?",
-                                    (sha,)).fetchone()
-            known = hit[0] if hit else None
         if known is not None:
             self.duplicate(c, sha, known)
             return
+        # same bytes or incident id as a stored report: INSERT OR IGNORE finds it at flush
+        # (counted as already known there), so no lookup per file here
         self.outcome(c, sha, res)
 
     def pool_died(self) -> None:
@@ -569,8 +567,7 @@ class _Run:
             return
         _, kind, incident_id, inc, stack, failures, obs, original, named = res
         self.stage_failures += failures
-        if incident_id in self.batch_ids or self.conn.execute(
-                "SELECT 1 FROM incidents WHERE incident_id=?", (incident_id,)).fetchone():
+        if incident_id in self.batch_ids:
             self.duplicate(c, sha, incident_id)
             return
         self.batch.append(_Pending(c.path, c.size, c.mtime_ns, sha, kind, inc, stack, obs,
@@ -616,7 +613,7 @@ class _Run:
                     if p.incident[_NEEDS_INDEX]:
                         self.needs_symbols.append(p.incident[0])
                     status, iid = "ingested", p.incident[0]
-                else:  # another process stored it since we looked
+                else:  # already stored: by an earlier run (same bytes or id), or another process
                     dup_after_race += 1
                     hit = conn.execute("SELECT incident_id FROM incidents WHERE sha256=? "
                                        "OR incident_id=?", (p.sha256, p.incident[0])).fetchone()
