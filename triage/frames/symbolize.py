@@ -414,21 +414,10 @@ class PeerSymbols:
         return named
 
     def absorb(self, rows: Iterable[tuple[str, int, int, str]]) -> int:
-        """Merge ``observations()`` rows learned elsewhere (e.g. in a parser worker process)."""
-        learned = 0
-        for uuid, start, end_seen, symbol in rows:
-            entries = self.by_uuid.setdefault(uuid, {})
-            e = entries.get(start)
-            if e is None:
-                entries[start] = _Entry(start, end_seen, symbol)
-                self._sorted.pop(uuid, None)
-            elif end_seen > e.end_seen and e.symbol == symbol:
-                e.end_seen = end_seen
-            else:
-                continue
-            self._dirty.add((uuid, start))
-            learned += 1
-        return learned
+        """Merge ``observations()`` rows learned elsewhere (e.g. in a parser worker process):
+        a row is the fact of a frame at ``end_seen`` inside the function at ``start``."""
+        return self.observe_facts((uuid, end_seen, end_seen - start, symbol)
+                                  for uuid, start, end_seen, symbol in rows)
 
     def save(self, conn) -> int:
         """Write what was learned since load (call inside ``Store.transaction()``)."""
@@ -452,12 +441,7 @@ def observations(report: Report | None,
     ``(image_uuid, start, end_seen, symbol)`` rows for :meth:`PeerSymbols.absorb` (pure).
     ``extra_facts``: facts of frames not built as records (lazy ingest's other threads, from
     ``triage.reports.ips.symbol_facts``), learned after the report's own frames."""
-    peers = PeerSymbols()
-    if report is not None:
-        peers.observe(report)
-    peers.observe_facts(extra_facts)
-    return [(u, s, peers.by_uuid[u][s].end_seen, peers.by_uuid[u][s].symbol)
-            for u, s in sorted(peers._dirty)]
+    return PeerSymbols().learn(report, extra_facts)
 
 
 def has_unresolved(report: Report) -> bool:
