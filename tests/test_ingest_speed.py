@@ -294,6 +294,14 @@ def test_frames_column_round_trip_and_old_text_rows():
     got = db.load_frames(blob)
     assert [f["module"] for f in got] == ["m", "n"] and got[0]["offset"] == str(2**64 + 5)
     assert got[1]["symbol"] is None and got[1]["inline"] is True
+    # written column-wise, read back as one dict per frame holding every Frame field
+    from dataclasses import asdict
+
+    assert b"frame_columns" in db.decompress_blob(blob)
+    assert got[1] == asdict(frames[1])
+    # schema-2 rows written before the column form: a compressed array of frame dicts
+    old = db.compress_blob(orjson.dumps([asdict(f) for f in frames[1:]]))
+    assert db.load_frames(old) == [asdict(frames[1])]
     # rows written before frames were compressed hold JSON text: still read
     text = orjson.dumps([{"module": "m", "symbol": "f", "offset": 1, "inline": False}]).decode()
     assert db.load_frames(text) == db.load_frames(text.encode()) == orjson.loads(text)

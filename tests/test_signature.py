@@ -285,3 +285,28 @@ def test_collapse_recursion_matches_the_plain_definition():
         items = [rng.choice("abcd") for _ in range(rng.randint(0, 40))]
         assert _collapse_recursion(items) == plain(items), items
     assert _collapse_recursion(["f"] * 600 + ["main"]) == (["f", "main"], True)
+
+
+def test_memoized_signature_equals_a_fresh_one_and_is_not_shared():
+    """compute_signature memoizes per SigLists: a hit must equal a fresh computation for every
+    case (including cases that differ only in fields the key must hold), and callers get their
+    own lists."""
+    warm = load_siglists([])
+    reports = [c[1] for c in CASES] * 2 + [
+        R([F("a", offset=1, sym=False), F("main")]), R([F("a", offset=2, sym=False), F("main")]),
+        R([F("x"), F("main")], asi={"p": ["Assertion failed: (a) x.c line 3."]}, exc="EXC_CRASH",
+          sig="SIGABRT"),
+        R([F("x"), F("main")], asi={"p": ["Assertion failed: (b) x.c line 3."]}, exc="EXC_CRASH",
+          sig="SIGABRT"),
+        R([F("x"), F("main")], subtype="stack overflow"), R([F("x"), F("main")]),
+        R([F("x"), F("main")], leb=[F("y"), F("main")]),
+    ]
+    for rep in reports:
+        got = compute_signature(rep, warm)
+        assert got == compute_signature(rep, load_siglists([]))
+        got.notes.append("mutated")
+        got.stack.append("mutated")
+        assert compute_signature(rep, warm) == compute_signature(rep, load_siglists([]))
+    assert len(warm._results) < len(reports)       # hits happened
+    sigs = {compute_signature(r, warm).stack_id for r in reports[-7:-3]}
+    assert len(sigs) == 4                           # offset / message differences kept apart
