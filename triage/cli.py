@@ -42,6 +42,10 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    except OSError as exc:  # the machine refused something (permissions, space): not a bug
+        where = f"{exc.filename}: " if exc.filename else ""
+        sys.stderr.write(f"triage: error: {where}{exc.strerror or exc}\n")
+        return 2
     except Exception as exc:
         import sqlite3
 

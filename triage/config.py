@@ -35,7 +35,14 @@ def config_paths() -> list[Path]:
 
     paths = [Path(user_config_dir("triage", appauthor=False)) / CONFIG_NAME,
              Path.cwd() / CONFIG_NAME]
-    return [p for p in paths if p.is_file()]
+    out = []
+    for p in paths:
+        try:
+            if p.is_file():
+                out.append(p)
+        except OSError as exc:   # e.g. a config folder this user may not enter (sudo without -H)
+            raise UserError(f"{p}: cannot read config: {exc.strerror or exc}") from None
+    return out
 
 
 def _merge(dst: dict, src: dict) -> dict:

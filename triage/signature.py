@@ -34,6 +34,7 @@ SENTINEL_SEARCH = 20            # sentinels are searched among the top N frames
 STACK_DEPTH = 24                # meaningful frames kept for similarity
 PROTO_DEPTH = 12                # frames shown in proto_signature
 MESSAGE_MAX = 120
+MESSAGE_INPUT_MAX = 2048
 SIGNATURE_MAX = 255
 EMPTY_SIGNATURE = "EMPTY: no crashing thread identified"
 UNKNOWN_MODULE = "???"
@@ -370,7 +371,9 @@ def mask_message(text: str, masks: list | None = None) -> str:
         if _DEFAULT_MASKS is None:
             _DEFAULT_MASKS = _default_masks()
         masks = _DEFAULT_MASKS
-    s = text
+    # only the first MESSAGE_INPUT_MAX characters count: the result keeps MESSAGE_MAX, and a
+    # mask (users write their own) must not meet megabytes of untrusted text
+    s = text[:MESSAGE_INPUT_MAX]
     for _name, rx, rep in masks:
         s = rx.sub(rep, s)
     s = _WS.sub(" ", s).strip().rstrip(".").strip()

@@ -130,6 +130,7 @@ def incidents(
                 rows = rows[:limit]
             emit(rows, fmt, ["path", "reason", "seen_at"], title=None)
             return
+        from triage.frames.stored import short_incident_id
         from triage.store.queries import incident_records
 
         if cluster is not None:  # an unknown id is an error, as in show/report/merge/split
@@ -145,7 +146,7 @@ def incidents(
     rows = []
     for r in recs:
         row = dict(r)
-        row["id"] = (r["incident_id"] or "")[:8]
+        row["id"] = short_incident_id(r["incident_id"])
         row["captured"] = (r["captured_at"] or "")[:16].replace("T", " ")
         row["exception"] = r.get("signal") or r.get("exception_type") or \
             r.get("termination_indicator") or ""

@@ -81,8 +81,16 @@ def _db_unpack():
     return unpack
 
 
+def short_incident_id(incident_id: str | None) -> str:
+    """The id as tables show it, a prefix :func:`resolve_incident_id` takes back: 8 characters,
+    or ``sha256:`` + 8 hex digits for the content-hash ids of reports that state none (so they
+    do not all read ``sha256:``)."""
+    iid = incident_id or ""
+    return iid[:15] if iid.startswith("sha256:") else iid[:8]
+
+
 def resolve_incident_id(conn: sqlite3.Connection, text: str) -> str | None:
-    """Exact incident id, else a unique prefix (the ``incidents`` table shows 8 characters)."""
+    """Exact incident id, else a unique prefix (tables show :func:`short_incident_id`)."""
     row = conn.execute("SELECT incident_id FROM incidents WHERE incident_id=?", (text,)).fetchone()
     if row:
         return row[0]

@@ -167,17 +167,16 @@ def parse_time(value, notes: list[str] | None = None) -> str | None:
     return dt.isoformat(timespec="microseconds")
 
 
-_OS_RE = re.compile(r"^\s*(.*?)\s*\(([^()]*)\)\s*$")
-
-
 def split_os_version(text: str | None) -> tuple[str | None, str | None]:
-    """``macOS 26.0 (26A5353q)`` -> (``macOS 26.0``, ``26A5353q``)."""
+    """``macOS 26.0 (26A5353q)`` -> (``macOS 26.0``, ``26A5353q``): the text before the last
+    parenthesized group that ends the value (string operations: linear on any input)."""
     if not text:
         return None, None
-    m = _OS_RE.match(text)
-    if not m:
-        return text.strip() or None, None
-    train, build = m.group(1) or None, m.group(2).strip() or None
+    t = text.strip()
+    i = t.rfind("(") if t.endswith(")") else -1
+    if i < 0 or ")" in t[i + 1:-1]:
+        return t or None, None
+    train, build = t[:i].strip() or None, t[i + 1:-1].strip() or None
     if build and " " in build:       # "(Build 18G103)" style
         build = build.split()[-1]
     return train, build

@@ -39,19 +39,22 @@ from triage.reports.common import (
 
 # --- line grammars ----------------------------------------------------------------------------
 
-_KV = re.compile(r"^([A-Za-z][A-Za-z0-9 /_.()-]{0,40}?):[ \t]+(\S.*?)\s*$")
-_THREAD_HDR = re.compile(r"^Thread[ \t]+(\d+)(?:[ \t]+(Crashed))?[ \t]*:+[ \t]*(.*?)\s*$")
-_THREAD_NAME = re.compile(r"^Thread[ \t]+(\d+)[ \t]+name:[ \t]*(.*?)\s*$")
+# Linear-time patterns only (a report is untrusted input): each runs on a right-stripped line,
+# a lazy group never ends inside a run of blanks ((?<![ \t]) before a possessive blank run), so
+# a line of thousands of spaces costs one pass, not a cubic backtrack.
+_KV = re.compile(r"^([A-Za-z][A-Za-z0-9 /_.()-]{0,40}?):[ \t]++(\S.*)$")
+_THREAD_HDR = re.compile(r"^Thread[ \t]++(\d++)(?:[ \t]++(Crashed))?[ \t]*+:++[ \t]*+(.*)$")
+_THREAD_NAME = re.compile(r"^Thread[ \t]++(\d++)[ \t]++name:[ \t]*+(.*)$")
 _THREAD_STATE = re.compile(r"^Thread[ \t]+\d+[ \t]+(?:crashed with|instruction state)", re.I)
-_FRAME = re.compile(r"^[ \t]*(\d+)[ \t]+(.+?)[ \t]+(0x[0-9a-fA-F]+)(?:[ \t]+(.*?))?[ \t]*$")
-_INLINED = re.compile(r"[ \t]*\[inlined\][ \t]*$")
-_SRC = re.compile(r"[ \t]+\(([^()]+?):(\d+)(?::\d+)?\)$")
+_FRAME = re.compile(
+    r"^[ \t]*+(\d++)[ \t]++(?:(.+?)(?<![ \t])[ \t]++)?(0x[0-9a-fA-F]++)(?:[ \t]++(.*))?$")
+_SRC = re.compile(r"\(([^()]+?):(\d+)(?::\d+)?\)$")       # matched at the last "(" only
 _LOAD_OFF = re.compile(r"^(0x[0-9a-fA-F]+)[ \t]+\+[ \t]+(\d+)(?:[ \t]+\((.*)\))?$")
-_SYM_OFF = re.compile(r"^(.*?)[ \t]+\+[ \t]+(\d+)$")
+_SYM_OFF = re.compile(r"^(.*?)(?<![ \t])[ \t]++\+[ \t]++(\d++)$")
 _IMAGE = re.compile(
-    r"^[ \t]*(0x[0-9a-fA-F]+)[ \t]*-[ \t]*(0x[0-9a-fA-F]+)[ \t]+(.*?)[ \t]*$")
+    r"^[ \t]*+(0x[0-9a-fA-F]++)[ \t]*+-[ \t]*+(0x[0-9a-fA-F]++)[ \t]++(.*)$")
 _UUID_IN = re.compile(r"<([0-9a-fA-F-]{32,36})>")
-_NAME_PID = re.compile(r"^(.*?)[ \t]*\[(\d+)\]")
+_NAME_PID = re.compile(r"^(.*?)(?<![ \t])[ \t]*+\[(\d++)\]")
 _EXC_TYPE = re.compile(r"^(\S+)(?:[ \t]*\(([^()]*)\))?")
 _TERM = re.compile(r"Namespace[ \t]+([A-Za-z_]+)(?:,[ \t]*Code[ \t]+(0x[0-9a-fA-F]+|-?\d+))?")
 _TID = re.compile(r"^tid_([0-9a-fA-F]+)[ \t]*")
@@ -94,22 +97,23 @@ def _thread_label(rest: str, th: Thread) -> None:
 
 def parse_frame_line(line: str) -> Frame | None:
     """One text frame line -> Frame (module/address/symbol/offsets), or None if not a frame."""
-    m = _FRAME.match(line)
+    m = _FRAME.match(line.rstrip())
     if not m:
         return None
-    module = m.group(2).strip()
+    module = (m.group(2) or "").strip()
     addr = int(m.group(3), 16)
     rest = m.group(4) or ""
     inline = False
-    mi = _INLINED.search(rest)
-    if mi:
+    if rest.endswith("[inlined]"):
         inline = True
-        rest = rest[:mi.start()]
+        rest = rest[:-len("[inlined]")].rstrip()
     src_file = src_line = None
-    ms = _SRC.search(rest)
-    if ms and not _LOAD_OFF.match(rest):
-        src_file, src_line = ms.group(1), int(ms.group(2))
-        rest = rest[:ms.start()]
+    i = rest.rfind("(") if rest.endswith(")") else -1
+    if i > 0 and rest[i - 1] in " \t":
+        ms = _SRC.match(rest, i)
+        if ms and not _LOAD_OFF.match(rest):
+            src_file, src_line = ms.group(1), int(ms.group(2))
+            rest = rest[:i]
     rest = rest.strip()
     fr = Frame(module=None if module in ("???", "") else module, address=addr, inline=inline,
                source_file=src_file, source_line=src_line)
@@ -143,7 +147,7 @@ def parse_frame_line(line: str) -> Frame | None:
 
 def parse_image_line(line: str, index: int) -> Image | None:
     """One ``Binary Images`` line (iOS or macOS form) -> Image, or None."""
-    m = _IMAGE.match(line)
+    m = _IMAGE.match(line.rstrip())
     if not m:
         return None
     start, end = int(m.group(1), 16), int(m.group(2), 16)
@@ -598,7 +602,7 @@ def parse_text_body(header: dict, text: str, path: str, sha256: str,
             if raw.startswith("Binary Images"):
                 break
             continue
-        mk = _KV.match(raw)
+        mk = _KV.match(raw.rstrip())
         if not mk:
             continue
         key, value = mk.group(1).strip(), mk.group(2)
