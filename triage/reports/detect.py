@@ -4,7 +4,8 @@ Public entry points:
 
 - ``parse_bytes(data, path, sha256) -> Report``: raises ``ParseError`` (one-line reason) for
   anything that is not a readable report, and never anything else.
-- ``looks_like_report(head) -> bool``: cheap sniff over the first ~4 KB.
+- ``looks_like_report(head) -> bool``: cheap sniff over the first 64 KB (ingest passes that much)
+  that accepts what ``parse_bytes`` reads as a report.
 
 Decision order (docs/formats.md): BOM/whitespace strip -> "Translated Report" banner (parse the
 part after "Full Report") -> JSON header line + JSON body -> one whole JSON document -> JSON header
@@ -37,17 +38,80 @@ _THREAD_CRASHED = re.compile(rb"^Thread \d+ Crashed:", re.M)
 _HEADER_KEYS = (b'"bug_type"', b'"incident_id"', b'"procName"', b'"app_name"', b'"os_version"')
 
 
+#: Text before a JSON header that makes the parser read the whole file as a text report.
+_TEXT_BEFORE_JSON = (b"Incident Identifier:", b"Exception Type:")
+
+
+#: A JSON string or a bracket (to follow an object's nesting without decoding it).
+_JSON_TOKEN = re.compile(rb'"(?:[^"\\\n]|\\.)*"|[{}\[\]]')
+_KEY_COLON = re.compile(rb"[ \t\r\n]*:")
+#: ``"bug_type"`` must start within this many bytes of the header line (a header is ~400 B).
+_HEADER_WINDOW = 4096
+#: JSON lines tried below leading text before giving up (a pasted JSON log above a report).
+_MAX_JSON_LINES = 64
+
+
+def _json_header_after_text(head: bytes) -> int | None:
+    """Offset of the JSON header line below leading text (a note, console output), or None.
+
+    The one rule for "text before a JSON header line" (formats.md, decision step 6), shared
+    by the parser and :func:`looks_like_report` so they accept the same files: a line that
+    starts with ``{`` opening an object with a top-level ``"bug_type"`` key within its first
+    4 KB (a one-line header, or a pretty-printed header / whole report), with no legacy text
+    report header (``Incident Identifier:``, ``Exception Type:``) above it. A dict literal in
+    source code or an unrelated JSON line above the header does not count (its object closes,
+    or its ``"bug_type"`` is not a top-level key).
+    """
+    for tries, m in enumerate(_JSON_LINE.finditer(head)):
+        if tries >= _MAX_JSON_LINES:
+            break
+        start = head.index(b"{", m.start())
+        if head.find(b'"bug_type"', start, start + _HEADER_WINDOW + 10) < 0:
+            continue
+        if _top_level_bug_type(head, start):
+            if any(k in head[:m.start()] for k in _TEXT_BEFORE_JSON):
+                return None
+            return m.start()
+    return None
+
+
+def _top_level_bug_type(head: bytes, start: int) -> bool:
+    """True when the object opened at ``head[start]`` has a ``"bug_type"`` key at its top
+    level, starting within :data:`_HEADER_WINDOW` bytes."""
+    depth = 0
+    end = min(len(head), start + _HEADER_WINDOW + 10)
+    for t in _JSON_TOKEN.finditer(head, start, end):
+        tok = t.group()
+        if tok in (b"{", b"["):
+            depth += 1
+        elif tok in (b"}", b"]"):
+            depth -= 1
+            if depth <= 0:
+                return False
+        elif depth == 1 and tok == b'"bug_type"' and _KEY_COLON.match(head, t.end()):
+            return True
+    return False
+
+
 def looks_like_report(head: bytes) -> bool:
-    """True when the first bytes of a file look like an Apple diagnostic report (any format)."""
+    """True when the first bytes of a file look like an Apple diagnostic report (any format).
+
+    Accepts what :func:`parse_bytes` reads as a report: a JSON report, a translated report, a
+    JSON header line below some text, a legacy text report.
+    """
     if not head:
         return False
     h = head[:65536]
+    if h[:2] in (b"\xff\xfe", b"\xfe\xff"):      # UTF-16 (the parser re-encodes it)
+        h = h[:len(h) & ~1].decode("utf-16", errors="replace").encode("utf-8")
     if h.startswith(_BOM):
         h = h[3:]
     s = h.lstrip()
     if s.startswith(b"{"):
         return any(k in h for k in _HEADER_KEYS)
     if _TRANSLATED in h and _TRANSLATED_LINE.search(h):
+        return True
+    if _json_header_after_text(s) is not None:
         return True
     hits = sum(1 for m in _TEXT_MARKERS if m in h)
     if b"Process:" in h and hits:
@@ -105,12 +169,10 @@ def _parse(data: bytes, path: str, sha256: str) -> Report:
     if stripped.startswith(b"{"):
         return _parse_ips(stripped, path, sha256, notes, "ips-json")
     # Leading junk before the JSON header (a note, console output): find a JSON header line.
-    m = _JSON_LINE.search(head)
-    if m and b'"bug_type"' in head[m.start():m.start() + 4096]:
-        before = stripped[:m.start()]
-        if not any(k in before for k in (b"Incident Identifier:", b"Exception Type:")):
-            notes.append(f"skipped {m.start()} bytes of text before the JSON header")
-            return _parse_ips(stripped[m.start():], path, sha256, notes, "ips-json")
+    start = _json_header_after_text(head)
+    if start is not None:
+        notes.append(f"skipped {start} bytes of text before the JSON header")
+        return _parse_ips(stripped[start:], path, sha256, notes, "ips-json")
     return _parse_text(stripped, path, sha256, notes, "crash-text")
 
 

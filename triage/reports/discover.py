@@ -23,7 +23,6 @@ import os
 import stat
 import tarfile
 import zipfile
-import zlib
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -56,9 +55,14 @@ class Candidate:
         if self.opener is not None:
             try:
                 return self.opener()
-            except (tarfile.TarError, zipfile.BadZipFile, zlib.error, EOFError) as exc:
-                # a truncated / corrupt archive member: one problem line, not an internal error
-                raise OSError(f"unreadable archive member: {str(exc) or type(exc).__name__}") \
+            except TooLarge:
+                raise
+            except Exception as exc:  # noqa: BLE001 - see member_error_reason
+                # a truncated / corrupt / encrypted / unsupported archive member: one problem
+                # line, never an internal error (zipfile, tarfile and the decompressors raise
+                # NotImplementedError, RuntimeError, ValueError, EOFError, zlib.error,
+                # lzma.LZMAError, OSError, ...)
+                raise OSError(f"unreadable archive member: {member_error_reason(exc)}") \
                     from exc
         return read_file(self.path, self.size)
 
@@ -129,6 +133,24 @@ def is_archive_name(name: str) -> bool:
     return low.endswith(ARCHIVE_SUFFIXES)
 
 
+class _MemberError(Exception):
+    """An archive member that cannot be read, with a reason already written for the user."""
+
+
+def member_error_reason(exc: BaseException) -> str:
+    """One-line reason for an exception raised while reading an archive member."""
+    if isinstance(exc, _MemberError):
+        text = str(exc)
+    elif isinstance(exc, RuntimeError) and "encrypted" in str(exc):
+        text = "encrypted (password required)"
+    elif isinstance(exc, OSError):
+        text = _reason(exc)
+    else:
+        text = str(exc) or type(exc).__name__
+    text = " ".join(text.split())
+    return text[:200] or type(exc).__name__
+
+
 def _reason(exc: OSError) -> str:
     if isinstance(exc, TooLarge):
         return str(exc)
@@ -140,23 +162,38 @@ def _reason(exc: OSError) -> str:
 # --------------------------------------------------------------------------- public entry point
 
 def discover(paths: Iterable[str | os.PathLike]) -> Iterator[Candidate | Skipped | FileProblem]:
-    """Yield one record per entry found under ``paths`` (see the module docstring)."""
-    seen: set[str] = set()
+    """Yield one record per entry found under ``paths`` (see the module docstring).
+
+    Every path is reported at most once. A file named explicitly (or matched by a glob) is
+    handled where it is named, as an explicit file (recognised by content; an archive is
+    opened), whatever the order of the arguments: a folder walk that reaches it leaves it to
+    that argument instead of skipping it by extension (so it is neither counted as skipped by
+    the walk nor read twice).
+    """
+    # expand every argument first: the walks need to know which files are named explicitly
+    steps: list[tuple[str, bool]] = []       # (path, True) or (pattern, False): no match
     for raw in paths:
-        raw = os.fspath(raw)
-        expanded = os.path.expanduser(raw)
+        expanded = os.path.expanduser(os.fspath(raw))
         if not os.path.lexists(expanded) and _GLOB_CHARS & set(expanded):
             matches = sorted(glob.glob(expanded, recursive=True))
             if not matches:
-                yield FileProblem(os.path.abspath(expanded), "no files match this pattern")
-                continue
-            for m in matches:
-                yield from _one_path(m, seen)
+                steps.append((expanded, False))
+            steps.extend((m, True) for m in matches)
+        else:
+            steps.append((expanded, True))
+    # only names a walk treats differently from an explicit argument (a walk takes report
+    # extensions the same way); folders in the set are harmless: a walk only looks up files
+    explicit = {os.path.abspath(p) for p, ok in steps if ok and not is_report_name(p)}
+    seen: set[str] = set()
+    for path, ok in steps:
+        if not ok:
+            yield FileProblem(os.path.abspath(path), "no files match this pattern")
             continue
-        yield from _one_path(expanded, seen)
+        yield from _one_path(path, seen, explicit)
 
 
-def _one_path(path: str, seen: set[str]) -> Iterator[Candidate | Skipped | FileProblem]:
+def _one_path(path: str, seen: set[str], explicit: frozenset[str] | set[str] = frozenset()
+              ) -> Iterator[Candidate | Skipped | FileProblem]:
     apath = os.path.abspath(path)
     if apath in seen:
         return
@@ -175,7 +212,7 @@ def _one_path(path: str, seen: set[str]) -> Iterator[Candidate | Skipped | FileP
             yield FileProblem(apath, _reason(exc))
         return
     if stat.S_ISDIR(st.st_mode):
-        yield from _walk(apath, st, seen)
+        yield from _walk(apath, st, seen, explicit)
         return
     seen.add(apath)
     if not stat.S_ISREG(st.st_mode):
@@ -191,9 +228,13 @@ def _one_path(path: str, seen: set[str]) -> Iterator[Candidate | Skipped | FileP
                     explicit=not is_report_name(apath))
 
 
-def _walk(root: str, root_st: os.stat_result, seen: set[str]
+def _walk(root: str, root_st: os.stat_result, seen: set[str],
+          explicit: frozenset[str] | set[str] = frozenset()
           ) -> Iterator[Candidate | Skipped | FileProblem]:
-    """Depth-first walk following symlinks, with loop detection on (dev, inode) of folders."""
+    """Depth-first walk following symlinks, with loop detection on (dev, inode) of folders.
+
+    Files in ``explicit`` (named as arguments of their own) are left to their argument.
+    """
     # stack of (folder path, ancestors' (dev, ino) set)
     stack: list[tuple[str, frozenset]] = [(root, frozenset({(root_st.st_dev, root_st.st_ino)}))]
     while stack:
@@ -210,7 +251,7 @@ def _walk(root: str, root_st: os.stat_result, seen: set[str]
         for name, etype in entries:
             p = os.path.join(folder, name)
             if etype == "f" and not is_report_name(name):
-                if p not in seen:
+                if p not in seen and p not in explicit:
                     seen.add(p)
                     yield Skipped(p, "not a report extension")
                 continue
@@ -234,7 +275,7 @@ def _walk(root: str, root_st: os.stat_result, seen: set[str]
                     continue
                 subdirs.append((p, ancestors | {key}))
                 continue
-            if p in seen:
+            if p in seen or p in explicit:
                 continue
             seen.add(p)
             if not is_report_name(name):
@@ -272,9 +313,10 @@ def _archive(apath: str, st: os.stat_result) -> Iterator[Candidate | Skipped | F
             yield from _zip(apath)
         else:
             yield from _tar(apath)
-    except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError, ValueError) as exc:
-        reason = _reason(exc) if isinstance(exc, OSError) else (str(exc) or type(exc).__name__)
-        yield FileProblem(apath, f"unreadable archive: {reason}")
+    except Exception as exc:  # noqa: BLE001 - no archive error may escape discovery
+        # BadZipFile, TarError, EOFError, OSError, ValueError, zlib/lzma/bz2 errors, ...: the
+        # members already yielded stay; the rest of this archive is lost and said so
+        yield FileProblem(apath, f"unreadable archive: {member_error_reason(exc)}")
 
 
 def _zip(apath: str) -> Iterator[Candidate | Skipped | FileProblem]:
@@ -296,13 +338,38 @@ def _zip(apath: str) -> Iterator[Candidate | Skipped | FileProblem]:
                 mtime_ns = 0
 
             def opener(info=info, mpath=mpath) -> bytes:
-                with zf.open(info) as fh:
+                problem = _zip_member_problem(info)
+                if problem:
+                    raise _MemberError(problem)
+                try:
+                    fh = zf.open(info)
+                except NotImplementedError:
+                    raise _MemberError(_zip_method_reason(info)) from None
+                except RuntimeError as exc:   # a decompressor module missing, or encrypted
+                    if "encrypted" in str(exc):
+                        raise
+                    raise _MemberError(_zip_method_reason(info)) from None
+                with fh:
                     data = fh.read(MAX_REPORT_BYTES + 1)
                 if len(data) > MAX_REPORT_BYTES:
                     raise TooLarge(too_large_reason(len(data)))
                 return data
 
             yield Candidate(mpath, info.file_size, mtime_ns, opener=opener)
+
+
+def _zip_member_problem(info: zipfile.ZipInfo) -> str | None:
+    """Why a zip member cannot be read before trying (encryption: general purpose flag bit 0,
+    also set by WinZip AES), or None."""
+    if info.flag_bits & 0x1:
+        return "encrypted (password required)"
+    return None
+
+
+def _zip_method_reason(info: zipfile.ZipInfo) -> str:
+    method = info.compress_type
+    name = zipfile.compressor_names.get(method)
+    return f"unsupported compression method {method}" + (f" ({name})" if name else "")
 
 
 def _tar(apath: str) -> Iterator[Candidate | Skipped | FileProblem]:
@@ -333,7 +400,26 @@ def _tar(apath: str) -> Iterator[Candidate | Skipped | FileProblem]:
                     raise TooLarge(too_large_reason(len(data)))
                 return data
 
-            yield Candidate(mpath, member.size, int(member.mtime) * 1_000_000_000, opener=opener)
+            yield Candidate(mpath, member.size, _tar_mtime_ns(member), opener=opener)
+        # tarfile ends the member list silently at an invalid header (a corrupt stream, or a
+        # second archive appended): what follows the last member must be end-of-archive zero
+        # blocks, or members were lost and the user must hear it
+        while True:
+            chunk = tf.fileobj.read(1 << 16)
+            if not chunk:
+                break
+            if chunk.strip(b"\0"):
+                raise tarfile.ReadError("invalid tar header after the last member read "
+                                        "(the rest of the archive is not read)")
+
+
+def _tar_mtime_ns(member: tarfile.TarInfo) -> int:
+    """A member's mtime in ns, 0 when it is not a sane number (pax headers can hold any)."""
+    try:
+        ns = int(member.mtime) * 1_000_000_000
+    except (TypeError, ValueError, OverflowError):
+        return 0
+    return ns if -(1 << 63) <= ns < (1 << 63) else 0
 
 
 def source_file(path: str) -> Path:
