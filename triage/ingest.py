@@ -159,13 +159,15 @@ def incident_row(r: Report, sig: Any, now: str, needs_symbols: bool = False,
     detail = compress_blob(_dumps(detail))
     return (
         r.incident_id, r.path, r.sha256, r.format, r.bug_type, r.kind, r.process,
-        r.process_path, r.pid, r.parent_process, r.parent_pid, r.responsible_process,
-        r.responsible_pid, r.bundle_id, r.app_version, r.captured_at, _epoch(r.captured_at),
+        r.process_path, _int_or_none(r.pid), r.parent_process, _int_or_none(r.parent_pid),
+        r.responsible_process, _int_or_none(r.responsible_pid), r.bundle_id, r.app_version,
+        r.captured_at, _epoch(r.captured_at),
         r.launched_at, r.os_version, r.os_train, r.os_build, r.os_release_type, r.platform,
         r.hardware_model, r.cpu_type, r.exception_type, r.signal, r.exception_codes,
         r.exception_subtype, r.exception_message, r.termination_namespace,
         _int_or_none(r.termination_code), r.termination_indicator, r.termination_by_process,
-        r.termination_by_pid, r.crash_reporter_key, _jtext(r.asi), r.crashing_thread,
+        _int_or_none(r.termination_by_pid), r.crash_reporter_key, _jtext(r.asi),
+        _int_or_none(r.crashing_thread),
         dump_frames(r.crashing_frames()), dump_frames(r.last_exception_backtrace), detail,
         getattr(sig, "signature", None), getattr(sig, "proto_signature", None),
         getattr(sig, "stack_id", None), 1 if needs_symbols else 0, now,
@@ -173,8 +175,11 @@ def incident_row(r: Report, sig: Any, now: str, needs_symbols: bool = False,
 
 
 def _int_or_none(v: Any) -> Any:
-    """SQLite INTEGER is signed 64-bit (bigger numeric text turns into a lossy REAL): a code
-    beyond it (termination codes are unsigned 64-bit) is kept exact as hex text ``0x...``."""
+    """SQLite INTEGER is signed 64-bit (binding a bigger Python int raises OverflowError, and
+    bigger decimal text turns into a lossy REAL in an INTEGER column): a number beyond it
+    (termination codes are unsigned 64-bit; a broken report can hold any pid) is kept exact as
+    hex text ``0x...`` / ``-0x...``, which SQLite leaves as TEXT. Applied to every INTEGER
+    column of :func:`incident_row` that carries a number from the report."""
     if isinstance(v, int) and not isinstance(v, bool) and not (-(2**63) <= v < 2**63):
         return hex(v)
     return v
@@ -348,6 +353,12 @@ class _Run:
         self.pool_used = False
         self.inflight = None
         self.inflight_shas: dict[str, str] = {}
+        #: sha256 -> twins waiting in ``inflight`` (same bytes as an archive member still being
+        #: parsed), and the outcome of that member once known, which each twin then repeats
+        self.twins: dict[str, int] = {}
+        self.twin_results: dict[str, tuple] = {}
+        #: sha256 -> reason, for reports whose rows SQLite refused at flush (rare)
+        self.store_failed: dict[str, str] = {}
         self.inflight_files = 0
         self.chunk: list[Candidate] = []        # plain files waiting to be sent to a worker
         self.window = 0
@@ -416,7 +427,14 @@ class _Run:
         sha = hashlib.sha256(data).hexdigest()
         known = self.batch_shas.get(sha)
         if known is None and sha in self.inflight_shas:
-            known = ""  # same bytes as a file still being parsed: its id is not known yet
+            # same bytes as a member still being parsed: whatever it turns out to be (stored,
+            # error, skipped), this one is the same, decided in order when it is reached
+            self.submit_chunk()
+            self.twins[sha] = self.twins.get(sha, 0) + 1
+            self.inflight.append(("twin", c, sha))
+            self.inflight_files += 1
+            self.limit_inflight()
+            return
         if known is None:
             hit = conn.execute("SELECT incident_id FROM incidents WHERE sha256=?",
                                (sha,)).fetchone()
@@ -455,6 +473,11 @@ class _Run:
         from concurrent.futures.process import BrokenProcessPool
 
         entry = self.inflight[0]
+        if entry[0] == "twin":   # its first copy, ahead of it in the queue, is done
+            self.inflight.popleft()
+            self.inflight_files -= 1
+            self.twin_result(entry[1], entry[2])
+            return
         try:
             res = entry[-1].result()
         except BrokenProcessPool:
@@ -465,6 +488,7 @@ class _Run:
             _, c, sha, _data, _fut = entry
             self.inflight_shas.pop(sha, None)
             self.inflight_files -= 1
+            self.remember(sha, res)
             self.outcome(c, sha, res)
             return
         cands = entry[1]
@@ -485,6 +509,35 @@ class _Run:
         # (counted as already known there), so no lookup per file here
         self.outcome(c, sha, res)
 
+    def remember(self, sha: str, res: tuple) -> None:
+        """Keep what the archive member with bytes ``sha`` turned out to be, for its twins."""
+        if sha in self.twins:
+            self.twin_results[sha] = res[:3] if res[0] == "ok" else res
+
+    def twin_result(self, c: Candidate, sha: str) -> None:
+        """An archive member whose bytes equal an earlier one's that was in flight when it was
+        read: the same outcome as an in-process run gives it (which parses it again unless
+        the first copy was stored): already known, the same error, or skipped."""
+        res = self.twin_results.get(sha, ("error", "parser failed: result lost"))
+        n = self.twins.get(sha, 1) - 1
+        if n > 0:
+            self.twins[sha] = n
+        else:
+            self.twins.pop(sha, None)
+            self.twin_results.pop(sha, None)
+        if res[0] == "ok":
+            known = self.batch_shas.get(sha)
+            if known is None:   # the batch holding the first copy was written meanwhile
+                if sha in self.store_failed:
+                    self.problem(c.path, self.store_failed[sha], c.size, c.mtime_ns)
+                    return
+                hit = self.conn.execute("SELECT incident_id FROM incidents WHERE sha256=? "
+                                        "OR incident_id=?", (sha, res[2])).fetchone()
+                known = hit[0] if hit else res[2]
+            self.duplicate(c, sha, known)
+            return
+        self.outcome(c, sha, res)   # error or skipped: the same, for this file's own path
+
     def pool_died(self) -> None:
         """A worker died (crash in native code, OOM kill). Every file still in flight is
         re-parsed alone in a fresh one-worker process, so the file that kills a parser is
@@ -495,15 +548,17 @@ class _Run:
         self.inflight.clear()
         self.inflight_files = 0
         for entry in rest:
+            if entry[0] == "twin":
+                self.twin_result(entry[1], entry[2])
+                continue
             if entry[0] == "bytes":
                 _, c, sha, data, _fut = entry
                 self.inflight_shas.pop(sha, None)
                 res = self.isolated(_work, data, c.path, sha, c.explicit)
                 if res is None:
-                    self.problem(c.path, "parser process died while reading this file",
-                                 c.size, c.mtime_ns)
-                else:
-                    self.outcome(c, sha, res)
+                    res = ("error", "parser process died while reading this file")
+                self.remember(sha, res)
+                self.outcome(c, sha, res)
                 continue
             for c in entry[1]:
                 res = self.isolated(_work_files, [(c.path, c.size, c.mtime_ns, c.explicit)])
@@ -597,41 +652,82 @@ class _Run:
         ingested = 0
         dup_after_race = 0
         peer_named = 0
+        failed: list[tuple[_Pending, str]] = []   # (report, reason): its rows did not insert
+        stored: list[_Pending] = []
         with self.store.transaction() as conn:
             for p in self.batch:
-                cur = conn.execute(_INSERT_INCIDENT, p.incident)
-                if cur.rowcount == 1:
+                # one savepoint per report: a row SQLite refuses (a value the row builders
+                # missed) becomes an error for that file, not a lost batch or a failed run
+                conn.execute("SAVEPOINT report")
+                try:
+                    cur = conn.execute(_INSERT_INCIDENT, p.incident)
+                    inserted = cur.rowcount == 1
+                    if inserted:
+                        if p.original is not None:
+                            conn.execute(_INSERT_ORIGINAL, (p.incident[0], p.original))
+                        if p.stack is not None:
+                            conn.execute(_UPSERT_STACK, p.stack)
+                        status, iid = "ingested", p.incident[0]
+                    else:  # already stored: by an earlier run (same bytes or id), or another process
+                        hit = conn.execute("SELECT incident_id FROM incidents WHERE sha256=? "
+                                           "OR incident_id=?",
+                                           (p.sha256, p.incident[0])).fetchone()
+                        status, iid = "duplicate", (hit[0] if hit else p.incident[0])
+                    conn.execute(_UPSERT_FILE, (p.cand_path, p.size, p.mtime_ns, p.sha256,
+                                                status, iid, now))
+                except Exception as exc:  # noqa: BLE001 - one report's rows, not the batch
+                    if _store_trouble(exc):
+                        raise           # the store itself (locked, full, I/O): not this file
+                    conn.execute("ROLLBACK TO report")
+                    conn.execute("RELEASE report")
+                    failed.append((p, _one_line(
+                        f"cannot store report: {type(exc).__name__}: {exc}")))
+                    continue
+                conn.execute("RELEASE report")
+                stored.append(p)
+                # in-memory effects only once the report's rows are in
+                if inserted:
                     ingested += 1
                     new_kinds[p.kind] = new_kinds.get(p.kind, 0) + 1
-                    if p.original is not None:
-                        conn.execute(_INSERT_ORIGINAL, (p.incident[0], p.original))
                     peer_named += p.peer_named
-                    if p.stack is not None:
-                        conn.execute(_UPSERT_STACK, p.stack)
                     if p.observations:
                         self.peers.absorb(p.observations)
                     if p.incident[_NEEDS_INDEX]:
                         self.needs_symbols.append(p.incident[0])
-                    status, iid = "ingested", p.incident[0]
-                else:  # already stored: by an earlier run (same bytes or id), or another process
+                else:
                     dup_after_race += 1
-                    hit = conn.execute("SELECT incident_id FROM incidents WHERE sha256=? "
-                                       "OR incident_id=?", (p.sha256, p.incident[0])).fetchone()
-                    status, iid = "duplicate", (hit[0] if hit else p.incident[0])
-                conn.execute(_UPSERT_FILE, (p.cand_path, p.size, p.mtime_ns, p.sha256, status,
-                                            iid, now))
-            if self.batch:
+            if stored:
                 conn.executemany("DELETE FROM errors WHERE path=?",
-                                 [(p.cand_path,) for p in self.batch])
-            for path, size, mtime_ns, sha, status, iid in self.batch_files:
+                                 [(p.cand_path,) for p in stored])
+            files = self.batch_files
+            twins_failed = 0
+            if failed:   # a duplicate (same bytes or id) of a report that could not be stored
+                why = {p.sha256: reason for p, reason in failed}   # shares its error
+                why_id = {p.incident[0]: reason for p, reason in failed}
+                files = []
+                for f in self.batch_files:
+                    reason = why.get(f[3]) or why_id.get(f[5]) if f[4] == "duplicate" else None
+                    if reason is None:
+                        files.append(f)
+                        continue
+                    twins_failed += 1
+                    failed.append((_Pending(f[0], f[1], f[2], f[3], "", (), None), reason))
+            for path, size, mtime_ns, sha, status, iid in files:
                 conn.execute(_UPSERT_FILE, (path, size, mtime_ns, sha, status, iid, now))
-            conn.executemany("DELETE FROM errors WHERE path=?",
-                             [(f[0],) for f in self.batch_files])
+            conn.executemany("DELETE FROM errors WHERE path=?", [(f[0],) for f in files])
             self.peers.save(conn)
-            for path, reason, size, mtime_ns in self.batch_errors:
+            errors = list(self.batch_errors) + [(p.cand_path, reason, p.size, p.mtime_ns)
+                                                for p, reason in failed]
+            for path, reason, size, mtime_ns in errors:
                 conn.execute(_UPSERT_ERROR, (path, reason, now))
                 if size or mtime_ns:
                     conn.execute(_UPSERT_FILE, (path, size, mtime_ns, None, "error", None, now))
+        self.summary["already_known"] -= twins_failed   # counted by ``duplicate()``
+        for p, reason in failed:   # reported once committed (recorded in ``errors`` above)
+            self.store_failed[p.sha256] = reason
+            self.summary["errors"].append({"path": p.cand_path, "reason": reason})
+            if self.on_problem is not None:
+                self.on_problem(p.cand_path, reason)
         # counted only once committed, so an interrupted batch is not reported as stored
         s = self.summary
         s["ingested"] += ingested
@@ -639,13 +735,21 @@ class _Run:
         s["already_known"] += dup_after_race
         for k, n in new_kinds.items():
             s["by_kind"][k] = s["by_kind"].get(k, 0) + n
-        self.ingested_paths.extend(p.cand_path for p in self.batch)
+        self.ingested_paths.extend(p.cand_path for p in stored)
         self.batch.clear()
         self.batch_files.clear()
         self.batch_errors.clear()
         self.batch_shas.clear()
         self.batch_ids.clear()
         self.batch_bytes = 0
+
+
+def _store_trouble(exc: BaseException) -> bool:
+    """True for an error of the store itself (busy, locked, disk full, I/O, corruption), which
+    no single report causes: it aborts the batch (rolled back) instead of blaming a file."""
+    import sqlite3
+
+    return isinstance(exc, sqlite3.OperationalError) or type(exc) is sqlite3.DatabaseError
 
 
 def _os_reason(exc: OSError) -> str:

@@ -258,6 +258,9 @@ def symbolicate_report(report: Report, index: DsymIndex, *, override: bool = Tru
 
 # ---------------------------------------------------------------------------- peer symbols
 
+#: the range of a SQLite INTEGER (``symbol_map.start`` / ``end_seen``)
+_I64_MIN, _I64_END = -(2**63), 2**63
+
 SYMBOL_MAP_SQL = """
 CREATE TABLE IF NOT EXISTS symbol_map (
     image_uuid TEXT NOT NULL,
@@ -348,6 +351,10 @@ class PeerSymbols:
             if uuid == ZERO_UUID:
                 continue
             start = offset - symbol_offset
+            # ``symbol_map`` columns are SQLite (signed 64-bit) integers: a fact beyond them
+            # (a broken report; no real image offset is that large) is not learned
+            if not (_I64_MIN <= start < _I64_END and _I64_MIN <= offset < _I64_END):
+                continue
             entries = by_uuid.get(uuid)
             if entries is None:
                 entries = by_uuid[uuid] = {}
@@ -426,7 +433,8 @@ class PeerSymbols:
         rows = []
         for uuid, start in sorted(self._dirty):
             e = self.by_uuid[uuid][start]
-            rows.append((uuid, start, e.end_seen, e.symbol))
+            if _I64_MIN <= start < _I64_END and _I64_MIN <= e.end_seen < _I64_END:
+                rows.append((uuid, start, e.end_seen, e.symbol))
         conn.executemany(
             "INSERT INTO symbol_map(image_uuid, start, end_seen, symbol) VALUES(?, ?, ?, ?) "
             "ON CONFLICT(image_uuid, start) DO UPDATE SET "
