@@ -415,3 +415,44 @@ def test_frames_command_says_when_the_stored_original_is_unreadable(tmp_path, ca
     import json
 
     assert [r["symbol"] for r in json.loads(cap.out)][:1] == ["objc_release"]
+
+
+def test_big_integer_scan_with_numpy_equals_the_plain_scan(monkeypatch):
+    """The numpy prefilter of ``ips._needs_stdlib`` (bodies of 16 KB+, numpy imported) must
+    decide exactly as the plain scan: random digit runs around the 19/20-digit edges."""
+    import random
+    import re
+    import sys
+
+    import numpy  # noqa: F401 - the prefilter only runs when numpy is imported
+
+    from triage.reports import ips
+
+    rng = random.Random(11)
+    runs = re.compile(rb"[0-9]{19}")
+    edge = [b"18446744073709551615", b"18446744073709551616", b"-9223372036854775808",
+            b"-9223372036854775809", b"1" * 19, b"1" * 25, b"9" * 18, b"-" + b"9" * 18]
+    for _ in range(150):
+        parts, size = [], 0
+        while size < 17000:
+            r = rng.random()
+            if r < 0.02:
+                part = rng.choice(edge)
+            elif r < 0.5:
+                part = str(rng.randrange(10 ** rng.randrange(1, 19))).encode()
+            else:
+                part = rng.choice([b",", b" ", b'"a":', b"[", b"]", b"{", b"}", b"-"])
+            parts.append(part)
+            size += len(part)
+        data = b"".join(parts)
+        assert ips._digit_run_19(data) == bool(runs.search(data))
+        with_np = ips._needs_stdlib(data)
+        monkeypatch.delitem(sys.modules, "numpy")
+        assert ips._needs_stdlib(data) == with_np
+        monkeypatch.undo()
+    # the exact edges, in a 16 KB+ body
+    pad = b" " * 20000
+    assert ips._needs_stdlib(pad + b"18446744073709551616") is True
+    assert ips._needs_stdlib(pad + b"18446744073709551615") is False
+    assert ips._needs_stdlib(b"-9223372036854775809" + pad) is True
+    assert ips._needs_stdlib(pad + b"1" * 18 + pad) is False
