@@ -177,3 +177,11 @@ def test_content_hash_ids_show_apart_and_resolve(capsys, tmp_path):
     for s in shorts:
         code, out, err = run(capsys, "--db", tmp_path / "t.db", "frames", s)
         assert code == 0, err
+
+
+def test_ingest_refuses_the_store_as_journal(capsys, tmp_path):
+    db = tmp_path / "t.db"
+    code, _out, err = run(capsys, "--db", db, "ingest", REPORT)
+    assert code == 0, err
+    code, _out, err = run(capsys, "--db", db, "ingest", REPORT, "--journal", db)
+    assert code == 2 and err.count("\n") == 1 and "not a compile journal" in err, err

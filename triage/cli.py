@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
             return rv
     except SystemExit as exc:  # typer/click exit codes pass through
         code = exc.code
-        if code == 130:  # typer turns Ctrl-C into Exit(130)
+        if code == 130 and not getattr(exc, "quiet", False):  # typer: Ctrl-C is Exit(130)
             sys.stderr.write("triage: interrupted (everything committed so far is kept; "
                              "re-run to finish)\n")
         return code if isinstance(code, int) else (0 if code is None else 1)

@@ -14,6 +14,136 @@ def _as_list(v) -> list:
     return [v]
 
 
+# ----------------------------------------------------------------------------- cluster ids
+
+def _follow_merges(conn, cid: str) -> str:
+    seen = set()
+    cur = cid
+    while cur not in seen:
+        seen.add(cur)
+        row = conn.execute("SELECT merged_into FROM clusters WHERE cluster_id=?",
+                           (cur,)).fetchone()
+        if row is None or not row[0]:
+            break
+        cur = row[0]
+    return cur
+
+
+def current_homes(conn, cid: str) -> list[str]:
+    """The clusters that now hold the crashes whose stacks were clustered as ``cid``.
+
+    Empty when ``cid`` has no stacks of its own (never a cluster, or re-assigned by a
+    recluster: then only ``merged_into`` tells where it went)."""
+    rows = conn.execute(
+        "SELECT DISTINCT i.cluster_id FROM incidents i WHERE i.stack_id IN "
+        "(SELECT stack_id FROM stacks WHERE cluster_id=?) AND i.cluster_id IS NOT NULL",
+        (cid,)).fetchall()
+    return sorted(r[0] for r in rows)
+
+
+def resolve_current(store, cluster_id: str) -> str | None:
+    """The cluster an id refers to now: itself, or for a retired id (``merged_into`` set) the
+    cluster that holds its crashes today. ``merged_into`` is followed, except when the crashes
+    moved on since (``merge A B`` then ``split A --signature ...`` moving B's crashes to a new
+    cluster: B then means that new cluster, not A). None for an id the store never had;
+    UserError when the retired id's crashes are now spread over several clusters."""
+    from triage.errors import UserError
+
+    conn = store.conn
+    cid = cluster_id.strip()
+    cur = _follow_merges(conn, cid)
+    if cur != cid:
+        homes = current_homes(conn, cid)
+        if len(homes) == 1:
+            cur = homes[0]
+        elif len(homes) > 1:
+            raise UserError(f"{cid}: retired (merged into {cur}, then split): its crashes are "
+                            f"now in {', '.join(homes)}; give one of those ids")
+    if conn.execute("SELECT 1 FROM clusters WHERE cluster_id=?", (cur,)).fetchone() \
+            or conn.execute("SELECT 1 FROM incidents WHERE cluster_id=? LIMIT 1",
+                            (cur,)).fetchone():
+        return cur
+    return None
+
+
+# ----------------------------------------------------------------------------- signatures
+
+def _unsymbolicated(frames_json: str | None) -> int:
+    """Frames of a stored stack without a symbol (``module!+0x...``)."""
+    if not frames_json:
+        return 0
+    try:
+        import orjson
+
+        frames = orjson.loads(frames_json)
+    except ValueError:
+        return 0
+    return sum(1 for f in frames if isinstance(f, str) and "!+0x" in f)
+
+
+def cluster_signatures(store, cids=None) -> dict[str, str]:
+    """The signature each cluster shows (``clusters``, ``report``, ``show``, ``export``).
+
+    The most common signature among the cluster's crashes (their stacks, with merge/split
+    overrides applied, weighted by crashes); ties go to the signature with fewer
+    unsymbolicated frames, then to the one in the clusters table, then the first in text
+    order. A cluster without crashes keeps the clusters table's signature. Cost: one read of
+    the ``stacks`` table (distinct stacks, not reports) and of the split incidents.
+    """
+    from triage.cluster import load_overrides
+
+    conn = store.conn
+    want = None if cids is None else set(cids)
+    table = {cid: sig for cid, sig in conn.execute("SELECT cluster_id, signature FROM clusters")
+             if want is None or cid in want}
+    ov = load_overrides(conn)
+    counts: dict[str, Counter] = {}
+    unsym: dict[str, int] = {}
+    natural_of: dict[str, tuple[str, str]] = {}
+    simple = not (ov.merged or ov.sig_splits or ov.inc_splits)
+    if simple and want is not None:
+        rows = []
+        ids = sorted(want)
+        for k in range(0, len(ids), 500):
+            chunk = ids[k:k + 500]
+            rows += conn.execute(
+                "SELECT stack_id, cluster_id, signature, count, frames FROM stacks WHERE "
+                f"cluster_id IN ({','.join('?' * len(chunk))})", chunk).fetchall()
+    else:
+        rows = conn.execute("SELECT stack_id, cluster_id, signature, count, frames FROM stacks "
+                            "WHERE cluster_id IS NOT NULL").fetchall()
+    for sid, natural, sig, n, frames in rows:
+        home = natural if simple else ov.for_stack(natural, sig)
+        natural_of[sid] = (home, sig)
+        if home is None or (want is not None and home not in want) or not n or n <= 0:
+            continue
+        counts.setdefault(home, Counter())[sig] += n
+        u = _unsymbolicated(frames)
+        unsym[sig] = min(u, unsym.get(sig, u))
+    # crashes split off by id live elsewhere than their stack's cluster
+    for _src, incs, _new in ov.inc_splits:
+        for k in range(0, len(incs), 500):
+            chunk = incs[k:k + 500]
+            for sid, cur in conn.execute(
+                    "SELECT stack_id, cluster_id FROM incidents WHERE incident_id IN "
+                    f"({','.join('?' * len(chunk))})", chunk):
+                home, sig = natural_of.get(sid, (None, None))
+                if sig is None or home == cur:
+                    continue
+                if home in counts and counts[home][sig] > 0:
+                    counts[home][sig] -= 1
+                if cur is not None and (want is None or cur in want):
+                    counts.setdefault(cur, Counter())[sig] += 1
+    out = dict(table)
+    for cid, cnt in counts.items():
+        best = [(n, sig) for sig, n in cnt.items() if n > 0]
+        if not best:
+            continue
+        out[cid] = min(best, key=lambda ns: (-ns[0], unsym.get(ns[1], 0),
+                                             ns[1] != table.get(cid), ns[1]))[1]
+    return out
+
+
 def cluster_records(store, *, ids: Optional[list[str]] = None, signature: Optional[str] = None,
                     process: Optional[str] = None, since: Optional[float] = None,
                     until: Optional[float] = None, min_count: int = 0,
@@ -42,7 +172,11 @@ def cluster_records(store, *, ids: Optional[list[str]] = None, signature: Option
         wanted = set()
         for i in _as_list(ids):
             wanted.add(i)
-            wanted.add(ov.resolve(i))
+            target = ov.resolve(i)
+            if target != i:     # a retired id: where its crashes are now (docs/clustering.md)
+                wanted.update(current_homes(conn, i) or [target])
+            else:
+                wanted.add(target)
     where = ["cluster_id IS NOT NULL"]
     params: list[Any] = []
     if since is not None:
@@ -92,6 +226,7 @@ def cluster_records(store, *, ids: Optional[list[str]] = None, signature: Option
             for sid, p in conn.execute(f"SELECT stack_id, proto_signature FROM stacks WHERE "
                                        f"stack_id IN ({','.join('?' * len(chunk))})", chunk):
                 proto[sid] = p
+    shown_sig = cluster_signatures(store, list(agg)) if agg else {}
     out: list[dict[str, Any]] = []
     for cid, a in agg.items():
         m = meta.get(cid, {})
@@ -103,7 +238,8 @@ def cluster_records(store, *, ids: Optional[list[str]] = None, signature: Option
         p = proto.get(top_sid) or ""
         out.append({
             "id": cid,
-            "signature": (a["sigs"].most_common(1)[0][0] if a["sigs"] else m.get("signature")),
+            "signature": shown_sig.get(cid) or (a["sigs"].most_common(1)[0][0] if a["sigs"]
+                                                else m.get("signature")),
             "count": len(a["incidents"]),
             "incidents": a["incidents"],
             "first_seen": a["first"][1] if a["first"] else None,

@@ -27,7 +27,7 @@ def record(
         raise UserError("record: no command given (usage: triage record [--journal FILE] -- "
                         "COMMAND ARGS...)")
     from triage.context.journal import JOURNAL_NAME
-    from triage.context.record import run_and_record
+    from triage.context.record import ChildStatus, run_and_record
 
     target = journal if journal is not None else db_path().parent / JOURNAL_NAME
     # A journal that cannot be written (a folder, an unwritable folder) never stops the
@@ -35,7 +35,8 @@ def record(
     refuse_special_file(target)   # opening a FIFO would block forever: refused up front
     # appending JSON lines to the store (--journal s.db, or --db journal.jsonl) would corrupt it
     refuse_store_path(target, "--journal" if journal is not None else "journal")
-    raise typer.Exit(run_and_record(argv, target))
+    # the child's status, passed through quietly (no "interrupted" advice when it was Ctrl-C)
+    raise ChildStatus(run_and_record(argv, target))
 
 
 @app.command()
@@ -53,7 +54,8 @@ def inspect(
     res = inspect_model(model, {"compression": compression} if compression else None)
     enc = res.get("encoding")
     if enc is None:
-        raise UserError(f"{res['path']}: {res.get('problem') or 'no encoding found'}")
+        hint = "" if compression else " (give --compression TEXT to describe its encoding)"
+        raise UserError(f"{res['path']}: {res.get('problem') or 'no encoding found'}{hint}")
     if res.get("problem"):
         warn(f"{res['path']}: {res['problem']}")
     rows = []
@@ -81,22 +83,24 @@ def link(
 ) -> None:
     """Load compile journals and link crash incidents to their compiles."""
     from triage.cli_app import open_existing_store
-    from triage.context.link import check_journals, link_pending, relink_all
+    from triage.context.link import check_journals, link_pending
 
-    check_journals(journal)
+    # the store itself (or its -wal/-shm) is no journal: refused like `record --journal s.db`
+    check_journals(journal, db_path())
     store = open_existing_store()   # no incidents, nothing to link: never create a store
     try:
-        if relink:
-            relink_all(store)
-        summary = link_pending(store, journal, [], unlinked_sidecars=True)
+        # --relink: one call, one transaction, one summary (what it linked and found ambiguous)
+        summary = link_pending(store, journal, [], unlinked_sidecars=True, relink=relink)
     finally:
         store.close()
     for p in summary["problems"]:
         warn(f"{p['path']}: {p['reason']}")
     for a in summary["ambiguities"]:
-        warn(f"{a['path']}: {a['reason']}")
+        was = (f" (was linked to #{a['linked_before']}; link withdrawn)"
+               if a.get("linked_before") is not None else "")
+        warn(f"{a['path']}: {a['reason']}{was}")
     rows = [{"field": k, "value": summary[k]}
-            for k in ("records_loaded", "linked", "ambiguous", "unlinked")]
+            for k in ("records_loaded", "linked", "ambiguous", "unlinked", "changed")]
     rows.append({"field": "problems", "value": len(summary["problems"])})
     emit(rows, fmt, ["field", "value"], title="link", json_obj=summary)
 

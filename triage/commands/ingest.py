@@ -9,8 +9,8 @@ from typing import Optional
 
 import typer
 
-from triage.cli_app import (OutputFormat, app, dumps_json, emit, open_existing_store, open_store,
-                            out, refuse_store_path, rule_files, warn)
+from triage.cli_app import (OutputFormat, app, db_path, dumps_json, emit, open_existing_store,
+                            open_store, out, refuse_store_path, rule_files, warn)
 
 #: exit codes of ``triage ingest`` (documented in docs/ingest.md)
 EXIT_OK = 0            # the run completed (bad files are reported, not fatal)
@@ -59,6 +59,10 @@ def ingest(
         for v in values:
             if not Path(v).expanduser().exists():
                 raise UserError(f"{opt} {v}: no such file or folder")
+    from triage.context.link import check_journals
+
+    # the store itself (or its -wal/-shm) as --journal: one line, exit 2, before anything runs
+    check_journals([j for j in journal if not Path(j).expanduser().is_dir()], db_path())
     store = open_store()
     try:
         summary = run_ingest(store, paths, journals=journal, dsym_paths=dsym,

@@ -56,12 +56,26 @@ def _check_kind(kind: Optional[str]) -> None:
         raise UserError(f"--kind {kind}: unknown kind (use one of {', '.join(KINDS)})")
 
 
+def _check_clustered_kind(store, kind: Optional[str]) -> None:
+    """``report --kind hang|jetsam|panic|resource``: only crashes are clustered (docs/
+    clustering.md), so a report of another kind would always be empty; say so and point at
+    the command that lists those reports (unless the store does hold clustered ones)."""
+    if kind is None or kind == "crash":
+        return
+    if store.conn.execute("SELECT 1 FROM incidents WHERE kind=? AND cluster_id IS NOT NULL "
+                          "LIMIT 1", (kind,)).fetchone():
+        return
+    raise UserError(f"--kind {kind}: `triage report` covers crashes only ({kind} reports are "
+                    f"not clustered into bugs); list them with `triage incidents --kind {kind}`")
+
+
 @app.command("report")
 def report_cmd(
     since: Optional[str] = typer.Option(None, "--since", help=SINCE_HELP),
     until: Optional[str] = typer.Option(None, "--until", help="Upper bound; same forms as --since."),
     process: Optional[str] = typer.Option(None, "--process", help="Only crashes of this process."),
-    kind: str = typer.Option("crash", "--kind", help="Report kind (crash, hang, jetsam, ...)."),
+    kind: str = typer.Option("crash", "--kind", help="Report kind: crash (only crashes are "
+                             "clustered; list other kinds with `triage incidents --kind K`)."),
     cluster: Optional[str] = typer.Option(None, "--cluster", help="Only this cluster id."),
     platform: Optional[str] = typer.Option(None, "--platform",
                                            help="Only this platform (macOS, iOS); also picks "
@@ -78,6 +92,7 @@ def report_cmd(
     if output is not None:
         refuse_store_path(output, "--output")
     store = open_existing_store()
+    _check_clustered_kind(store, kind)
     f = fmt.value
     # Incident ids: all of them in JSON/CSV/HTML (the page shows the first 200 of each cluster);
     # not needed for table/markdown.
@@ -168,7 +183,8 @@ def export_cmd(
                                           help="Jira project key (else [export] jira_project "
                                                "in triage.toml)."),
     label: list[str] = typer.Option([], "--label", help="Extra label (repeatable); default "
-                                                        "labels: triage, crash."),
+                                                        "labels: triage, crash. Not empty; "
+                                                        "no spaces for Jira."),
     attach: bool = typer.Option(True, "--attach/--no-attach",
                                 help="Write the newest crash report of each new draft's cluster "
                                      "next to it (CID.report.ips, redacted like the draft)."),
@@ -181,10 +197,16 @@ def export_cmd(
     refuse_store_path(out_dir, "--out", files_inside=_EXPORT_FILES)
     store = open_existing_store()
     labels = ["triage", "crash"] + list(label)
+    removed: list[str] = []
     index = export_drafts(store, tracker.value, out_dir, since=since, until=until,
                           cluster=cluster, process=process, platform=platform,
                           redact=not no_redact, project=project, labels=labels,
-                          attach=attach)
+                          attach=attach, removed=removed)
+    if removed:
+        shown = ", ".join(removed[:6]) + (f", ... ({len(removed) - 6} more)"
+                                          if len(removed) > 6 else "")
+        warn(f"removed {len(removed)} stale draft file(s) of earlier exports from {out_dir}: "
+             f"{shown}")
     from rich.markup import escape
 
     rows = [{**e, "title": escape(e["title"]) if fmt.value == "table" else e["title"],
@@ -204,7 +226,7 @@ def filed_cmd(
 
     if cluster is None:      # listing only reads
         rows = filed_records(open_existing_store())
-        emit(rows, fmt, ["id", "url", "filed_at"], title="Filed clusters")
+        emit(rows, fmt, ["id", "cluster", "url", "filed_at"], title="Filed clusters")
         return
     if url is None:
         raise UserError("filed: give the cluster id and the URL (triage filed C-3f9a2c URL)")
@@ -214,3 +236,6 @@ def filed_cmd(
     finally:
         store.close()
     out(f"{r['id']} filed at {r['url']}")
+    for o in r.get("also_filed") or []:
+        warn(f"note: {o['id']} (merged into {r['id']}) was filed earlier at {o['url']}; "
+             f"exports keep updating that earliest-filed issue (see docs/reports.md)")

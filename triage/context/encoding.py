@@ -225,7 +225,7 @@ def inspect_model(path: str | Path, flags: dict | None = None) -> dict[str, Any]
     refuse_special_file(p)
     problem = None
     if p.suffix.lower() == ".aimodel":
-        problem = "format .aimodel cannot be read; encoding taken from flags"
+        problem = "format .aimodel cannot be read"
     else:
         try:
             spec = load_spec(p)
@@ -241,6 +241,12 @@ def inspect_model(path: str | Path, flags: dict | None = None) -> dict[str, Any]
                 problem = f"could not analyse model: {type(exc).__name__}: {exc}"
     comp = (flags or {}).get("compression")
     result["encoding"] = encoding_from_compression(comp) if isinstance(comp, str) else None
+    if result["encoding"] is not None:
+        problem = (problem or "model not read") + "; encoding taken from flags"
+    elif isinstance(comp, str):
+        problem = (problem or "model not read") + (
+            f"; compression {comp!r} not understood either (no scheme, bits or dtype "
+            "recognised; see docs/context.md, Encodings)")
     result["problem"] = problem
     return result
 

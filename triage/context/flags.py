@@ -43,10 +43,14 @@ _XCRUN_VALUED = {"--sdk", "-sdk", "--toolchain", "-toolchain"}
 
 
 def _norm_key(raw: str) -> str:
+    """snake_case key of a flag; letters and digits of any script are kept (``--名前`` ->
+    ``名前``, ``--Ωmega`` -> ``ωmega``); a flag with none (``--+++``) keeps its text."""
     key = raw.lstrip("-")
     key = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", key)      # camelCase -> camel_case
-    key = re.sub(r"[^0-9A-Za-z]+", "_", key).strip("_").lower()
-    return ALIASES.get(key, key)
+    norm = re.sub(r"[\W_]+", "_", key).strip("_").lower()
+    if not norm:
+        return key or raw
+    return ALIASES.get(norm, norm)
 
 
 def _base(token: str) -> str:

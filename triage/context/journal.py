@@ -76,6 +76,11 @@ def validate_record(obj: Any, required: tuple[str, ...] = REQUIRED) -> str | Non
         return f"pid is not an integer: {obj['pid']!r}"
     if "process" in obj and obj["process"] is not None and not isinstance(obj["process"], str):
         return f"process is not a string: {obj['process']!r}"
+    # a blank name would be "unknown" and match any crash with the pid: only a command that
+    # never started (pid null: it links to nothing) may have one (`triage record -- ''`)
+    if "process" in required and isinstance(obj.get("process"), str) \
+            and not obj["process"].strip() and obj.get("pid") is not None:
+        return "process is empty (a record with a pid needs the process name to link)"
     for k in ("started_at", "ended_at"):
         if obj.get(k) is not None:
             try:
@@ -141,8 +146,11 @@ def read_journal_incremental(path: Path | str, state: dict | None
     """Like ``read_journal`` but only the part appended since ``state`` (as returned by the
     previous call: inode, offset, line number and a hash of the head). A journal that was
     replaced or rewritten (other inode, shorter, different head) is read from the start.
-    Returns (records, problems, new state)."""
+    Returns (records, problems, new state); ``state["records"]`` counts the valid records read
+    from this journal so far."""
     p = Path(path).expanduser()
+    if state and "records" not in state:
+        state = None   # saved before the record count existed: read once from the start
     try:
         if p.is_dir():
             raise UserError(f"{p}: is a folder, not a journal file")
@@ -174,9 +182,12 @@ def read_journal_incremental(path: Path | str, state: dict | None
     if tail and state and start == state.get("offset") and state.get("tail") == tail:
         last = f"{p}:{line0 + 1 + nlines}"
         problems = [pr for pr in problems if pr.path != last]
+    # valid records read from this journal so far
+    before = state.get("records", 0) if start else 0
     new_state = {"ino": [st.st_dev, st.st_ino], "offset": offset,
                  "line": line0 + nlines,
-                 "head": hashlib.sha256(head[:min(offset, 4096)]).hexdigest(), "tail": tail}
+                 "head": hashlib.sha256(head[:min(offset, 4096)]).hexdigest(), "tail": tail,
+                 "records": before + len(records)}
     return records, problems, new_state
 
 

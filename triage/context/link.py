@@ -143,7 +143,7 @@ def find_sidecars(report_paths: list[str]) -> list[tuple[str, str]]:
 def link_pending(store, journals: list[Path] | None = None, report_paths: list[str] | None = None,
                  *, roots: list[str] | None = None, skew: float = SKEW_SECONDS,
                  store_journal: bool = True, incremental: bool = True,
-                 unlinked_sidecars: bool = False) -> dict[str, Any]:
+                 unlinked_sidecars: bool = False, relink: bool = False) -> dict[str, Any]:
     """Load journals/sidecars and link unlinked crash incidents. Returns
     ``{"records_loaded", "linked", "ambiguous", "unlinked", "problems": [{"path","reason"}],
     "ambiguities": [{"incident_id", "path", "reason"}], "journals": [...]}``.
@@ -152,6 +152,18 @@ def link_pending(store, journals: list[Path] | None = None, report_paths: list[s
     CLI to call first); bad lines are problems. Journals are
     read incrementally (only what was appended since the last call; ``incremental=False`` reads
     them whole), so a bad line is reported once.
+
+    ``relink=True`` (``triage link --relink``) examines every crash incident again, linked by
+    pid/time or not (sidecar links are kept), in the same transaction: the summary counts what
+    this call linked and lists every ambiguity it found. Without it, an incident already linked
+    by pid/time is examined again when a newly loaded record has its pid (or parent /
+    responsible pid): a second matching record makes the link ambiguous, and the link is then
+    withdrawn and reported (``linked_before`` in the ambiguity), never kept silently.
+
+    The store itself (and its ``-wal``/``-shm``/``-journal`` files) is never read as a journal
+    (one problem). A journal is remembered for later calls only once it has given a valid
+    record, or while it has no bad line (e.g. still empty): a file given by mistake (binary,
+    text, nothing but broken records) is reported and forgotten.
     """
     journals = [Path(j).expanduser() for j in (journals or [])]
     report_paths = list(report_paths or [])
@@ -182,21 +194,39 @@ def link_pending(store, journals: list[Path] | None = None, report_paths: list[s
             add(Path(k))
 
     loaded_records: list[tuple[str, list[dict]]] = []
-    states: dict[str, dict] = {}
+    states: dict[str, dict | None] = {}
+    kept: set[str] = set()       # journals remembered for later calls
+    store_files = _store_files(store)
+    refused: set[str] = set()
     for j in all_journals:
-        key = META_JOURNAL + os.path.abspath(j)
+        absj = os.path.abspath(j)
+        what = _is_store_file(j, store_files)
+        if what:
+            problems.append({"path": str(j), "reason": f"is {what}, not a journal; not read"})
+            refused.add(absj)
+            continue
+        key = META_JOURNAL + absj
         old = _meta(store.conn, key) if incremental else None
         try:
-            recs, probs, state = read_journal_incremental(j, orjson.loads(old) if old else None)
+            old_state = orjson.loads(old) if old else None
+        except orjson.JSONDecodeError:
+            old_state = None
+        try:
+            recs, probs, state = read_journal_incremental(j, old_state)
         except UserError as exc:
             if j in journals:   # a wrong --journal: one problem line, everything else links
                 problems.append({"path": str(j), "reason": str(exc).split(": ", 1)[-1]})
             continue  # an auto-discovered journal vanished: nothing to say
-        except orjson.JSONDecodeError:
-            recs, probs, state = read_journal_incremental(j, None)
-        states[key] = state
         loaded_records.append((str(j), recs))
         problems.extend({"path": pr.path, "reason": pr.reason} for pr in probs)
+        if state.get("records", 0) > 0 or not probs:
+            # gave a valid record (now or before), or has no bad line yet: remember it
+            states[key] = state
+            kept.add(absj)
+        else:
+            # never a valid record and a bad line (a file given by mistake): forgotten, so it
+            # is reported again whenever it is named, and never re-read on its own
+            states[key] = None
 
     sidecar_reports = list(report_paths)
     if unlinked_sidecars:   # `triage link`: also look beside every still-unlinked crash report
@@ -215,9 +245,14 @@ def link_pending(store, journals: list[Path] | None = None, report_paths: list[s
         for source, recs in loaded_records:
             load_records(store, recs, source)
         for key, state in states.items():
-            _set_meta(conn, key, orjson.dumps(state).decode())
-        now_known = sorted({os.path.abspath(j) for j in all_journals if os.path.isfile(j)}
-                           | {k for k in known if os.path.isfile(k)})
+            if state is None:
+                conn.execute("DELETE FROM meta WHERE key=?", (key,))
+            else:
+                _set_meta(conn, key, orjson.dumps(state).decode())
+        dropped = {key[len(META_JOURNAL):] for key, state in states.items() if state is None}
+        now_known = sorted(({k for k in kept if os.path.isfile(k)}
+                            | {k for k in known if os.path.isfile(k)}) - dropped
+                           - {k for k in known if _is_store_file(k, store_files)})
         if now_known != known:
             _set_meta(conn, META_KNOWN, orjson.dumps(now_known).decode())
         for sql in INDEXES:
@@ -227,8 +262,9 @@ def link_pending(store, journals: list[Path] | None = None, report_paths: list[s
             (cid,) = load_records(store, [rec], spath)
             sidecar_linked += _link_sidecar(conn, rpath, cid, spath)
         records_loaded = conn.execute("SELECT COUNT(*) FROM compiles").fetchone()[0] - before
-        linked, ambiguities = _link_by_pid(conn, skew)
+        linked, changed, ambiguities = _link_by_pid(conn, skew, relink=relink)
         linked += sidecar_linked
+        changed += sidecar_linked
         unlinked = conn.execute("SELECT COUNT(*) FROM incidents WHERE kind='crash' "
                                 "AND compile_id IS NULL").fetchone()[0]
 
@@ -237,21 +273,52 @@ def link_pending(store, journals: list[Path] | None = None, report_paths: list[s
         "linked": linked,
         "ambiguous": len(ambiguities),
         "unlinked": unlinked,
+        "changed": changed,
         "problems": problems,
         "ambiguities": ambiguities[:MAX_LISTED],
-        "journals": [str(j) for j in all_journals],
+        "journals": [str(j) for j in all_journals if os.path.abspath(j) not in refused],
     }
 
 
-def check_journals(journals: Iterable[Path]) -> None:
-    """UserError (one line) for a ``--journal`` path that is missing or not a file."""
+def check_journals(journals: Iterable[Path], store_path: Path | str | None = None) -> None:
+    """UserError (one line) for a ``--journal`` path that is missing, not a file, or (given
+    ``store_path``) the triage store itself or one of its ``-wal``/``-shm``/``-journal`` files."""
+    files = _store_files_of(store_path) if store_path is not None else []
     for j in journals:
         p = Path(j).expanduser()
         if not p.exists():
             raise UserError(f"{p}: journal not found")
         if p.is_dir():
             raise UserError(f"{p}: is a folder, not a journal file")
+        what = _is_store_file(p, files)
+        if what:
+            raise UserError(f"--journal {j}: is {what}, not a compile journal")
         refuse_special_file(p)
+
+
+def _store_files_of(path: Path | str) -> list[tuple[str, str]]:
+    base = str(Path(path).expanduser())
+    out = [(base, f"the triage store itself ({base})")]
+    out += [(base + sfx, f"the triage store's {sfx} file ({base}{sfx})")
+            for sfx in ("-wal", "-shm", "-journal")]
+    return out
+
+
+def _store_files(store) -> list[tuple[str, str]]:
+    path = getattr(store, "path", None)
+    return _store_files_of(path) if path is not None else []
+
+
+def _is_store_file(p: Path | str, files: list[tuple[str, str]]) -> str | None:
+    """What ``p`` is when it is one of the store's files (``files`` from ``_store_files``)."""
+    for f, what in files:
+        try:
+            if os.path.samefile(p, f):
+                return what
+        except OSError:
+            if os.path.realpath(os.path.expanduser(str(p))) == os.path.realpath(f):
+                return what
+    return None
 
 
 def _link_sidecar(conn, report_path: str, compile_id: int, sidecar: str) -> int:
@@ -270,24 +337,23 @@ def _link_sidecar(conn, report_path: str, compile_id: int, sidecar: str) -> int:
 
 
 def relink_all(store, skew: float = SKEW_SECONDS) -> dict[str, Any]:
-    """Forget pid/time links (not sidecar links) and link again (``triage link --relink``)."""
-    with store.transaction() as conn:
-        conn.execute("UPDATE incidents SET compile_id=NULL, link_note=NULL "
-                     "WHERE compile_id IS NOT NULL AND (link_note IS NULL OR link_note NOT LIKE 'sidecar %')")
-        conn.execute("DELETE FROM meta WHERE key IN (?, ?)", (META_INCIDENT, META_COMPILE))
-    return link_pending(store, [], [], store_journal=False, skew=skew)
+    """Examine every pid/time link again (sidecar links are kept); returns the summary of that
+    call. ``triage link --relink`` calls ``link_pending(..., relink=True)`` directly."""
+    return link_pending(store, [], [], store_journal=False, skew=skew, relink=True)
 
 
 # ---------------------------------------------------------------------------- matching
 
 _SQL_CANDIDATES = """
 SELECT i.incident_id, i.path, i.captured_ts, c.id, c.started_ts, c.ended_ts, c.process, NULL,
-       {tier} AS tier, i.{name_col} AS crash_name, i.process AS crash_process, i.rowid
+       {tier} AS tier, i.{name_col} AS crash_name, i.process AS crash_process, i.rowid,
+       i.compile_id, i.link_note
 FROM incidents i JOIN compiles c
   ON c.pid = i.{pid_col}
  AND c.started_ts <= i.captured_ts + :skew
  AND c.ended_ts >= i.captured_ts - :skew
-WHERE i.compile_id IS NULL AND i.kind = 'crash' AND i.captured_ts IS NOT NULL
+WHERE i.kind = 'crash' AND i.captured_ts IS NOT NULL
+  AND (i.link_note IS NULL OR i.link_note NOT LIKE 'sidecar %')
   AND i.{pid_col} IS NOT NULL {extra} AND {scope}
 """
 
@@ -298,23 +364,37 @@ _TIERS = (
      "AND i.responsible_pid != i.pid AND i.responsible_pid IS NOT i.parent_pid"),
 )
 
+#: not linked through a sidecar (those links are never reconsidered by pid/time)
+_NOT_SIDECAR = "(link_note IS NULL OR link_note NOT LIKE 'sidecar %')"
+
 
 def _candidates(conn, skew: float, inc_mark: int, comp_mark: int) -> list[tuple]:
     """Candidate (incident, compile) pairs worth examining: incidents newer than the incident
     watermark against every compile, and (only when compiles newer than the compile watermark
-    exist) older unlinked incidents whose pid matches one of those new compiles."""
+    exist) older incidents — unlinked, or linked by pid/time — whose pid, parent pid or
+    responsible pid matches one of those new compiles, at every tier (so a new record can make
+    an existing link ambiguous, and a more direct tier still wins)."""
     params = {"skew": skew, "iw": inc_mark, "cw": comp_mark}
     new_compiles = conn.execute("SELECT EXISTS(SELECT 1 FROM compiles WHERE id > ?)",
                                 (comp_mark,)).fetchone()[0]
+    old_scope = False
+    if new_compiles and inc_mark > 0:
+        conn.execute("CREATE TEMP TABLE IF NOT EXISTS link_scope(rid INTEGER PRIMARY KEY)")
+        conn.execute("DELETE FROM temp.link_scope")
+        for _tier, pid_col, _name, _extra in _TIERS:
+            conn.execute(
+                f"INSERT OR IGNORE INTO temp.link_scope SELECT rowid FROM incidents "
+                f"WHERE {pid_col} IN (SELECT pid FROM compiles WHERE id > :cw AND pid IS NOT NULL)"
+                f" AND rowid <= :iw AND kind='crash' AND {_NOT_SIDECAR}", params)
+        old_scope = conn.execute("SELECT EXISTS(SELECT 1 FROM temp.link_scope)").fetchone()[0]
     parts = []
     for tier, pid_col, name_col, extra in _TIERS:
         parts.append(_SQL_CANDIDATES.format(tier=tier, pid_col=pid_col, name_col=name_col,
                                             extra=extra, scope="i.rowid > :iw"))
-        if new_compiles:
+        if old_scope:
             parts.append(_SQL_CANDIDATES.format(
                 tier=tier, pid_col=pid_col, name_col=name_col, extra=extra,
-                scope=f"i.rowid <= :iw AND i.{pid_col} IN "
-                      f"(SELECT pid FROM compiles WHERE id > :cw AND pid IS NOT NULL)"))
+                scope="i.rowid IN (SELECT rid FROM temp.link_scope)"))
     return conn.execute(" UNION ".join(parts), params).fetchall()
 
 
@@ -341,20 +421,26 @@ def names_compatible(recorded: str | None, crashed: str | None, argv: list | Non
     return False
 
 
-def _link_by_pid(conn, skew: float) -> tuple[int, list[dict]]:
-    inc_mark = int(_meta(conn, META_INCIDENT) or 0)
-    comp_mark = int(_meta(conn, META_COMPILE) or 0)
+def _link_by_pid(conn, skew: float, relink: bool = False) -> tuple[int, int, list[dict]]:
+    """Link (or re-examine) crash incidents; returns (linked: incidents given a compile they
+    did not have, changed: incidents whose compile changed (linked, switched or withdrawn),
+    ambiguities). ``relink``: every incident is examined, and a pid/time link or note that no
+    longer has any candidate is cleared."""
+    inc_mark = 0 if relink else int(_meta(conn, META_INCIDENT) or 0)
+    comp_mark = 0 if relink else int(_meta(conn, META_COMPILE) or 0)
     by_incident: dict[str, list[tuple]] = {}
     for row in _candidates(conn, skew, inc_mark, comp_mark):
         by_incident.setdefault(row[0], []).append(row)
-    linked = 0
+    linked = changed = 0
     ambiguities: list[dict] = []
     updates: list[tuple] = []
     compat: dict[tuple, bool] = {}
     for incident_id, rows in by_incident.items():
         good, rejected = [], []
+        old_cid, old_note, rowid = rows[0][12], rows[0][13], rows[0][11]
         for r in rows:
-            (_iid, _path, ts, cid, st, en, cproc, raw, tier, crash_name, _cp, _rowid) = r
+            (_iid, _path, _ts, cid, _st, _en, cproc, _raw, _tier, crash_name, _cp, _rowid,
+             _oc, _on) = r
             key = (cid, crash_name)
             ok = compat.get(key)
             if ok is None:
@@ -373,33 +459,51 @@ def _link_by_pid(conn, skew: float) -> tuple[int, list[dict]]:
             r = rejected[0]
             note = (f"{TIER_NAMES[r[8]]} matched compile #{r[3]} in time but process differs "
                     f"(recorded {r[6]!r}, crash {r[9]!r})")
-            updates.append((None, note, rows[0][11]))
-            continue
-        best_tier = min(r[8] for r in good)
-        tier_rows = {r[3]: r for r in good if r[8] == best_tier}  # distinct compile ids
-        if len(tier_rows) > 1:
-            strict = {cid: r for cid, r in tier_rows.items() if r[4] <= r[2] <= r[5]}
-            if len(strict) == 1:
-                tier_rows = strict
-        if len(tier_rows) == 1:
-            (cid,) = tier_rows
-            note = None if best_tier == 0 else f"linked via {TIER_NAMES[best_tier]}"
-            updates.append((cid, note, rows[0][11]))
-            linked += 1
+            new = (None, note)
         else:
-            ids = sorted(tier_rows)
-            note = (f"ambiguous: {len(ids)} compiles match by {TIER_NAMES[best_tier]} and time "
-                    f"(#{', #'.join(map(str, ids))}); not linked")
-            updates.append((None, note, rows[0][11]))
-            ambiguities.append({"incident_id": incident_id, "path": path, "reason": note,
-                                "candidates": ids})
+            best_tier = min(r[8] for r in good)
+            tier_rows = {r[3]: r for r in good if r[8] == best_tier}  # distinct compile ids
+            if len(tier_rows) > 1:
+                strict = {cid: r for cid, r in tier_rows.items() if r[4] <= r[2] <= r[5]}
+                if len(strict) == 1:
+                    tier_rows = strict
+            if len(tier_rows) == 1:
+                (cid,) = tier_rows
+                new = (cid, None if best_tier == 0 else f"linked via {TIER_NAMES[best_tier]}")
+            else:
+                ids = sorted(tier_rows)
+                note = (f"ambiguous: {len(ids)} compiles match by {TIER_NAMES[best_tier]} and "
+                        f"time (#{', #'.join(map(str, ids))}); not linked")
+                new = (None, note)
+                amb = {"incident_id": incident_id, "path": path, "reason": note,
+                       "candidates": ids}
+                if old_cid is not None:
+                    amb["linked_before"] = old_cid
+                ambiguities.append(amb)
+        if new[0] != old_cid:
+            changed += 1
+        if new[0] is not None and (relink or new[0] != old_cid):
+            linked += 1   # --relink: every link it confirmed or made
+        if new != (old_cid, old_note):
+            updates.append((new[0], new[1], rowid))
     updates.sort(key=lambda u: u[2])   # rowid order: sequential page writes
     conn.executemany("UPDATE incidents SET compile_id=?, link_note=? WHERE rowid=?", updates)
+    if relink:   # links and notes that no candidate supports any more are forgotten
+        conn.execute("CREATE TEMP TABLE IF NOT EXISTS link_seen(rid INTEGER PRIMARY KEY)")
+        conn.execute("DELETE FROM temp.link_seen")
+        conn.executemany("INSERT OR IGNORE INTO temp.link_seen VALUES(?)",
+                         [(rows[0][11],) for rows in by_incident.values()])
+        stale = (f"kind='crash' AND {_NOT_SIDECAR} AND rowid NOT IN "
+                 f"(SELECT rid FROM temp.link_seen)")
+        changed += conn.execute(f"SELECT COUNT(*) FROM incidents WHERE compile_id IS NOT NULL "
+                                f"AND {stale}").fetchone()[0]
+        conn.execute(f"UPDATE incidents SET compile_id=NULL, link_note=NULL WHERE "
+                     f"(compile_id IS NOT NULL OR link_note IS NOT NULL) AND {stale}")
     top_inc = conn.execute("SELECT MAX(rowid) FROM incidents").fetchone()[0] or 0
     top_comp = conn.execute("SELECT MAX(id) FROM compiles").fetchone()[0] or 0
     _set_meta(conn, META_INCIDENT, str(top_inc))
     _set_meta(conn, META_COMPILE, str(top_comp))
-    return linked, ambiguities
+    return linked, changed, ambiguities
 
 
 def _meta(conn, key: str) -> str | None:

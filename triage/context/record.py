@@ -1,10 +1,20 @@
 """``triage record -- COMMAND ARGS...``: run a compile unchanged and journal it.
 
 stdin/stdout/stderr are inherited, the child's exit status becomes ours (a child killed by
-signal N gives 128+N like a shell), SIGTERM/SIGHUP/SIGQUIT are forwarded to the child, SIGINT
-too unless the terminal already delivered it to the child's (our) foreground process group. A
-command that cannot be found exits 127 (126: found but not executable) with one line on stderr,
-and is recorded too. The record is appended as one line with a single O_APPEND write.
+signal N gives 128+N like a shell). Every signal reaches the child once:
+
+* run from an interactive terminal (our process group is the terminal's foreground group), the
+  child stays in our process group, so job control (Ctrl-C, Ctrl-\\, Ctrl-Z, hangup) reaches it
+  directly from the terminal and SIGINT/SIGQUIT/SIGHUP are not forwarded; SIGTERM is;
+* otherwise (scripts, CI, ``timeout``, no terminal) the child runs in a process group of its
+  own, so a signal sent to our whole process group reaches only us, and SIGINT, SIGTERM,
+  SIGHUP and SIGQUIT are forwarded to the child's group, once (the same signal arriving again
+  within ``DEDUP_SECONDS`` — ``timeout`` signals us and then our group — is forwarded once).
+  On Linux the child also gets SIGKILL when we die (``PR_SET_PDEATHSIG``), so ``kill -KILL``
+  of our group still ends the compile.
+
+A command that cannot be found exits 127 (126: found but not executable) with one line on
+stderr, and is recorded too. The record is appended as one line with a single O_APPEND write.
 """
 
 from __future__ import annotations
@@ -18,6 +28,19 @@ from pathlib import Path
 from typing import Any
 
 from triage.context.journal import SCHEMA_VERSION, append_record
+
+#: the same signal received again within this many seconds is not forwarded again
+DEDUP_SECONDS = 0.5
+FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
+#: forwarded even when the terminal delivers signals to the child's (our) process group
+FORWARDED_INTERACTIVE = (signal.SIGTERM,)
+
+
+class ChildStatus(SystemExit):
+    """The exit status of ``triage record``: the child's, passed through without triage's own
+    interruption message (``triage.cli`` prints nothing for it)."""
+
+    quiet = True
 
 
 def now_iso() -> str:
@@ -54,7 +77,7 @@ def build_record(argv: list[str], *, pid: int | None, started_at: str, ended_at:
     rec: dict[str, Any] = {
         "schema": SCHEMA_VERSION,
         "pid": pid,
-        "process": os.path.basename(argv[0]) if argv else None,
+        "process": (os.path.basename(argv[0].rstrip("/")) or argv[0]) if argv else None,
         "started_at": started_at,
         "ended_at": ended_at,
         "argv": list(argv),
@@ -76,8 +99,15 @@ def run_and_record(argv: list[str], journal: Path) -> int:
     cwd = os.getcwd()
     started = now_iso()
     extra: dict[str, Any] = {}
+    interactive = _terminal_delivers_to_child()
     try:
-        child = subprocess.Popen(argv)
+        if not argv[0]:   # `triage record -- ''`: a shell says "command not found" (127)
+            raise FileNotFoundError(argv[0])
+        if interactive:
+            child = subprocess.Popen(argv)
+        else:
+            # triage record runs no threads, so a preexec_fn is safe here
+            child = subprocess.Popen(argv, preexec_fn=_own_group_preexec())  # noqa: PLW1509
     except FileNotFoundError:
         sys.stderr.write(f"triage: {argv[0]}: command not found\n")
         _write(journal, build_record(argv, pid=None, started_at=started, ended_at=now_iso(),
@@ -96,16 +126,30 @@ def run_and_record(argv: list[str], journal: Path) -> int:
                                      cwd=cwd, exit_code=126, extra={"error": str(exc)}))
         return 126
 
+    import time
+
+    last: dict[int, float] = {}
+
     def forward(signum, _frame):
-        if signum == signal.SIGINT and _terminal_delivers_to_child():
-            return  # the tty already sent SIGINT to the whole foreground group
+        if interactive and signum not in FORWARDED_INTERACTIVE:
+            return  # the terminal delivers it to the whole foreground group, the child too
+        now = time.monotonic()
+        if now - last.get(signum, -1e9) < DEDUP_SECONDS:
+            return  # the same event twice (e.g. `timeout`: to us, then to our group)
+        last[signum] = now
         try:
-            child.send_signal(signum)
-        except ProcessLookupError:
-            pass
+            if interactive:
+                child.send_signal(signum)
+            else:
+                os.killpg(child.pid, signum)   # the child's group: its own helpers too
+        except (ProcessLookupError, PermissionError):
+            try:
+                child.send_signal(signum)
+            except ProcessLookupError:
+                pass
 
     old = {}
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
+    for sig in FORWARDED:
         try:
             old[sig] = signal.signal(sig, forward)
         except (ValueError, OSError):  # not the main thread
@@ -124,10 +168,37 @@ def run_and_record(argv: list[str], journal: Path) -> int:
 
 
 def _terminal_delivers_to_child() -> bool:
-    try:
-        return os.isatty(0) and os.tcgetpgrp(0) == os.getpgrp()
-    except OSError:
-        return False
+    """Whether we run in the foreground process group of a terminal (on stdin, stdout or
+    stderr): then the terminal's signals (Ctrl-C, Ctrl-\\, hangup) reach our whole group."""
+    for fd in (0, 1, 2):
+        try:
+            if os.isatty(fd) and os.tcgetpgrp(fd) == os.getpgrp():
+                return True
+        except OSError:
+            continue
+    return False
+
+
+def _own_group_preexec():
+    """``preexec_fn`` putting the child in a process group of its own; on Linux also asking
+    for SIGKILL when triage dies (nothing can forward a SIGKILL)."""
+    prctl = None
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            prctl = ctypes.CDLL(None, use_errno=True).prctl
+        except (OSError, AttributeError):
+            prctl = None
+    parent = os.getpid()
+
+    def pre() -> None:
+        os.setpgid(0, 0)
+        if prctl is not None:
+            prctl(1, int(signal.SIGKILL), 0, 0, 0)   # PR_SET_PDEATHSIG
+            if os.getppid() != parent:               # triage died before prctl took effect
+                os._exit(137)
+    return pre
 
 
 def _write(journal: Path, record: dict) -> None:

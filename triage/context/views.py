@@ -38,18 +38,24 @@ def _links(store) -> list[tuple[str, int, int]]:
     return [tuple(r) for r in store.conn.execute(sql).fetchall()]
 
 
-def cluster_contexts(store, cluster_ids: Iterable[str] | None = None) -> dict[str, dict]:
+def cluster_contexts(store, cluster_ids: Iterable[str] | None = None, *,
+                     links: list[tuple] | None = None,
+                     compiles: list[dict] | None = None) -> dict[str, dict]:
     """Context (encodings, flags, configurations, correlations, finding) for many clusters.
 
     ``cluster_ids=None``: every cluster that has incidents. Clusters without linked compiles get
-    empty lists and a finding saying so."""
-    links = _links(store)
+    empty lists and a finding saying so. ``links`` (``(cluster, compile id, crashes)``) and
+    ``compiles`` default to everything stored; a report bounded by ``--until`` passes what it
+    can see (``triage.report.build._bounded_context``)."""
+    if links is None:
+        links = _links(store)
     if cluster_ids is None:
         ids = [r[0] for r in store.conn.execute(
             "SELECT DISTINCT cluster_id FROM incidents WHERE cluster_id IS NOT NULL")]
     else:
         ids = list(cluster_ids)
-    compiles = _load_compiles(store)
+    if compiles is None:
+        compiles = _load_compiles(store)
     cfg_by_id = {c["id"]: c["config"] for c in compiles}
     ctx = compute_contexts(compiles, [(cid, cl) for cl, cid, _n in links], ids)
 
@@ -87,20 +93,13 @@ def cluster_contexts(store, cluster_ids: Iterable[str] | None = None) -> dict[st
 
 
 def resolve_cluster_id(store, cluster_id: str) -> str:
-    """Follow ``merged_into``; UserError for an id no cluster or incident has."""
-    seen = set()
-    cur = cluster_id
-    while cur not in seen:
-        seen.add(cur)
-        row = store.conn.execute("SELECT merged_into FROM clusters WHERE cluster_id=?",
-                                 (cur,)).fetchone()
-        if row is None or not row[0]:
-            break
-        cur = row[0]
-    exists = store.conn.execute("SELECT 1 FROM clusters WHERE cluster_id=?", (cur,)).fetchone() \
-        or store.conn.execute("SELECT 1 FROM incidents WHERE cluster_id=? LIMIT 1",
-                              (cur,)).fetchone()
-    if not exists:
+    """The cluster an id means now: ``merged_into`` followed, unless a later split moved the
+    retired id's crashes to another cluster (then that one; see
+    ``triage.cluster_views.resolve_current``); UserError for an id no cluster or incident has."""
+    from triage.cluster_views import resolve_current
+
+    cur = resolve_current(store, cluster_id)
+    if cur is None:
         raise UserError(f"{cluster_id}: no such cluster (see `triage clusters`)")
     return cur
 
@@ -111,9 +110,11 @@ def cluster_detail(store, cluster_id: str) -> dict[str, Any]:
     rows = store.conn.execute(
         "SELECT incident_id, captured_at, captured_ts, signature, compile_id, link_note "
         "FROM incidents WHERE cluster_id=? ORDER BY captured_ts, incident_id", (cid,)).fetchall()
-    sig_row = store.conn.execute("SELECT signature FROM clusters WHERE cluster_id=?",
-                                 (cid,)).fetchone()
-    signature = sig_row[0] if sig_row else next((r[3] for r in rows if r[3]), None)
+    from triage.cluster_views import cluster_signatures
+
+    # the same signature as `triage clusters`, `report` and `export` (docs/clustering.md)
+    signature = cluster_signatures(store, [cid]).get(cid) \
+        or next((r[3] for r in rows if r[3]), None)
     timed = [r for r in rows if r[2] is not None]
     linked = sum(1 for r in rows if r[4] is not None)
     detail: dict[str, Any] = {

@@ -370,7 +370,11 @@ def _build_rule(entry: dict, where: str) -> Rule | None:
             raise UserError(f"{where}: rule '{name}': classes must be a list of {', '.join(CLASSES)}")
         classes = frozenset(classes)
     builtin, match = entry.get("builtin"), entry.get("match")
-    if entry.get("disable"):
+    disable = entry.get("disable", False)
+    if not isinstance(disable, bool):
+        raise UserError(f"{where}: rule '{name}': 'disable' must be true or false, "
+                        f"not {disable!r}")
+    if disable:
         return None
     if (builtin is None) == (match is None):
         raise UserError(f"{where}: rule '{name}' needs exactly one of 'match' or 'builtin'")

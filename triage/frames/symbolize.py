@@ -216,6 +216,11 @@ def _symbolicate_frames(frames: list[Frame], report: Report, index: DsymIndex,
             continue
         # return addresses point past the call: look up at offset - 1 (like lldb), except for
         # the first physical frame of the stack (the pc)
+        if not index.files[uuid].has_debug and any(f.symbolicated_by == "dsym" for f in group):
+            # already named from a dSYM (a previous run): a symbol table alone (a bare
+            # Mach-O) knows no inlined calls nor file:line, so it never replaces that
+            out.extend(group)
+            continue
         addr = phys.offset - 1 if position > 0 and phys.offset > 0 else phys.offset
         locs = index.lookup(uuid, addr)
         if not locs:

@@ -52,21 +52,14 @@ def _now_iso() -> str:
 
 
 def resolve_cluster_id(store, cluster: str) -> str:
-    """Follow ``merged_into`` links; UserError for an id the store never had."""
-    cid = cluster.strip()
-    seen = set()
-    while cid not in seen:
-        seen.add(cid)
-        row = store.conn.execute("SELECT merged_into FROM clusters WHERE cluster_id=?",
-                                 (cid,)).fetchone()
-        if row is None:
-            if store.conn.execute("SELECT 1 FROM incidents WHERE cluster_id=? LIMIT 1",
-                                  (cid,)).fetchone():
-                return cid
-            raise UserError(f"unknown cluster {cluster!r} (see `triage clusters`)")
-        if not row[0]:
-            return cid
-        cid = row[0]
+    """The cluster an id means now (``merged_into`` followed, unless a later split moved the
+    retired id's crashes on: see :func:`triage.cluster_views.resolve_current`); UserError for
+    an id the store never had."""
+    from triage.cluster_views import resolve_current
+
+    cid = resolve_current(store, cluster)
+    if cid is None:
+        raise UserError(f"unknown cluster {cluster!r} (see `triage clusters`)")
     return cid
 
 
@@ -92,51 +85,115 @@ BEYOND = "\uffff beyond"      # per-platform bound above every build of that pla
 BEFORE = "\uffff before"      # per-platform bound below every build of that platform
 
 
-def _map_platforms(bound: Bound | None, raw: list, is_since: bool, report: dict,
+@dataclass(slots=True)
+class Span:
+    """Reports of one (OS build, platform) among all reports of the kind (``--cluster``,
+    ``--process`` and ``--platform`` aside): what bounds are mapped and statuses measured on."""
+
+    build: str
+    platform: str | None
+    t0: float | None          # first capture time (all reports)
+    t1: float | None          # last capture time (all reports)
+    n: int                    # reports
+    n_after: int              # reports after a time --until
+
+
+def _spans_from_raw(raw: list) -> list[Span]:
+    """Spans from the report's own aggregate (when it saw every report of the kind)."""
+    acc: dict[tuple, Span] = {}
+    for _cid, b, p, _proc, _hw, n, t0, t1, _nb, na, *_ in raw:
+        if b is None:
+            continue
+        sp = acc.get((b, p))
+        if sp is None:
+            acc[(b, p)] = Span(b, p, t0, t1, n, na or 0)
+            continue
+        if t0 is not None and (sp.t0 is None or t0 < sp.t0):
+            sp.t0 = t0
+        if t1 is not None and (sp.t1 is None or t1 > sp.t1):
+            sp.t1 = t1
+        sp.n += n
+        sp.n_after += na or 0
+    return list(acc.values())
+
+
+def _spans_scan(store, kind, u_ts) -> list[Span]:
+    """One scan of every clustered report of the kind, per (build, platform)."""
+    where, params = _filters(kind, None, None, None)
+    return [Span(b, p, t0, t1, n, na or 0) for b, p, t0, t1, n, na in store.conn.execute(
+        "SELECT os_build, platform, min(captured_ts), max(captured_ts), count(*), "
+        f"sum(captured_ts > ?) FROM incidents WHERE {where} AND os_build IS NOT NULL "
+        "GROUP BY os_build, platform",
+        [u_ts if u_ts is not None else float("inf")] + params)]
+
+
+def _map_platforms(bound: Bound | None, spans: list[Span], is_since: bool, report: dict,
                    key: str) -> Bound | None:
     """Carry a build bound over to the platforms it does not name.
 
     Build numbers of different platforms do not compare (macOS ``26A5353q`` vs iOS
     ``23A5318c``). When the bound's build (given directly, or by an alias without a
-    ``[releases.<platform>]`` entry) was seen on some platform but never on platform Q, the
-    bound for Q becomes, for ``--since``, Q's first build whose first report is not earlier than
-    the bound build's first report (12 h tolerance); for ``--until``, Q's newest build whose first
-    report is not later than the bound build's last report. The mapping used is returned in the
-    report as ``since_builds`` / ``until_builds``.
+    ``[releases.<platform>]`` entry for Q) was seen on some platform but never on platform Q,
+    the bound for Q becomes, for ``--since``, Q's first build whose first report is not earlier
+    than the bound build's first report (12 h tolerance); for ``--until``, Q's newest build whose
+    first report is not later than the bound build's last report. ``spans`` cover every report
+    of the kind, so ``--cluster``/``--process``/``--platform`` filter what is counted, never the
+    mapping. The mapping used is returned in the report as ``since_builds`` / ``until_builds``.
     """
-    if bound is None or bound.kind != "build" or "" not in bound.builds:
+    if bound is None or bound.kind != "build":
         return bound
-    generic = bound.builds[""]
-    spans: dict[tuple, list] = {}
-    for _cid, b, p, _proc, _hw, _n, t0, t1, *_ in raw:
-        if b is None or t0 is None:
-            continue
-        sp = spans.setdefault((p or "", b), [t0, t1 if t1 is not None else t0])
-        sp[0] = min(sp[0], t0)
-        sp[1] = max(sp[1], t1 if t1 is not None else t0)
-    on = {p for (p, b) in spans if b == generic}
-    if not on:
+    by_pb = {((sp.platform or ""), sp.build): sp for sp in spans if sp.t0 is not None}
+    generic = bound.builds.get("")
+    on_generic = {p for (p, b) in by_pb if generic is not None and b == generic}
+    if generic is not None and not on_generic:
         return bound                        # bound build never seen: compare numbers as given
-    t_first = min(spans[(p, generic)][0] for p in on)
-    t_last = max(spans[(p, generic)][1] for p in on)
-    platforms = {p for (p, _b) in spans}
+    # the bound's builds that were seen, on the platforms they apply to
+    seen = [by_pb[(p, b)] for (p, b) in by_pb
+            if (p in bound.builds and bound.builds[p] == b) or (p in on_generic and b == generic)]
+    if not seen:
+        return bound                        # an alias whose builds were never seen
+    t_first = min(sp.t0 for sp in seen)
+    t_last = max(sp.t1 if sp.t1 is not None else sp.t0 for sp in seen)
+    platforms = {p for (p, _b) in by_pb}
     mapped = dict(bound.builds)
     added = {}
-    for q in sorted(platforms - on - set(bound.builds)):
-        builds_q = sorted(((b, sp) for (p, b), sp in spans.items() if p == q),
+    for q in sorted(platforms - on_generic - (set(bound.builds) - {""})):
+        if q == "" and generic is not None:
+            continue                        # platform unknown: the generic build applies
+        builds_q = sorted(((b, sp) for (p, b), sp in by_pb.items() if p == q),
                           key=lambda bs: build_key(bs[0]))
         if is_since:
-            cand = [b for b, sp in builds_q if sp[0] >= t_first - 12 * 3600]
+            cand = [b for b, sp in builds_q if sp.t0 >= t_first - 12 * 3600]
             target = cand[0] if cand else BEYOND
         else:
-            cand = [b for b, sp in builds_q if sp[0] <= t_last]
+            cand = [b for b, sp in builds_q if sp.t0 <= t_last]
             target = cand[-1] if cand else BEFORE
-        mapped[q] = target
+        mapped[q] = target                  # q "" (platform unknown) only without a generic
         added[q or "unknown"] = None if target in (BEYOND, BEFORE) else target
     if not added:
         return bound
-    report[key] = dict(sorted({**{p or "": generic for p in on}, **added}.items()))
+    shown = {p or "unknown": generic for p in on_generic}
+    shown.update({p: b for p, b in bound.builds.items() if p})
+    shown.update(added)
+    report[key] = dict(sorted(shown.items()))
     return Bound(bound.text, bound.kind, ts=bound.ts, builds=mapped)
+
+
+def _newest_builds(spans: list[Span], ub: Bound | None, u_ts: float | None
+                   ) -> dict[str | None, str]:
+    """Per platform, the newest build with a report not after ``--until``."""
+    out: dict[str | None, str] = {}
+    keys: dict[str | None, tuple] = {}
+    for sp in spans:
+        if u_ts is not None and sp.n - sp.n_after <= 0:
+            continue                        # every report of that build is after --until
+        if ub is not None and ub.kind == "build" and \
+                _position(sp.build, sp.platform, 0, ub, False) == 1:
+            continue
+        k = build_key(sp.build)
+        if sp.platform not in keys or k > keys[sp.platform]:
+            out[sp.platform], keys[sp.platform] = sp.build, k
+    return out
 
 
 def _position(build: str | None, plat: str | None, tpos: int | None,
@@ -201,22 +258,41 @@ def build_report(store, since: str | Bound | None = None, until: str | Bound | N
     # thousand groups for a million reports. Everything below works on these groups.
     s_ts = sb.ts if sb is not None and sb.kind == "time" else None
     u_ts = ub.ts if ub is not None and ub.kind == "time" else None
+    # t0/t1: first/last capture time of the group (for build time spans); vt0/vt1: the same
+    # among the reports not after a time --until (what the report shows as first/last seen)
+    u_arg = u_ts if u_ts is not None else float("inf")
     sql = ("SELECT cluster_id, os_build, platform, process, hardware_model, count(*), "
            "min(captured_ts), max(captured_ts), "
-           "sum(captured_ts < ?), sum(captured_ts > ?), sum(captured_ts IS NULL) "
+           "sum(captured_ts < ?), sum(captured_ts > ?), sum(captured_ts IS NULL), "
+           "min(CASE WHEN captured_ts <= ? THEN captured_ts END), "
+           "max(CASE WHEN captured_ts <= ? THEN captured_ts END) "
            f"FROM incidents WHERE {where} "
            "GROUP BY cluster_id, os_build, platform, process, hardware_model")
     raw = store.conn.execute(sql, [s_ts if s_ts is not None else float("-inf"),
-                                   u_ts if u_ts is not None else float("inf")] + params
-                             ).fetchall()
+                                   u_arg, u_arg, u_arg] + params).fetchall()
     report: dict[str, Any] = {"since": bound_json(sb), "until": bound_json(ub),
                               "generated_at": _now_iso(), "clusters": []}
-    sb = _map_platforms(sb, raw, True, report, "since_builds")
-    ub = _map_platforms(ub, raw, False, report, "until_builds")
+    # Every (build, platform) of the kind: bounds are mapped across platforms and statuses are
+    # measured on all reports, so --cluster/--process/--platform only filter what is counted
+    # (a cluster's status is the same in a filtered and an unfiltered report). Taken from this
+    # scan when it saw every report, else from one more scan (only when needed).
+    filtered = bool(cluster_ids or process or platform)
+    spans_cache: list = []
+
+    def spans() -> list[Span]:
+        if not spans_cache:
+            spans_cache.append(_spans_scan(store, kind, u_ts) if filtered
+                               else _spans_from_raw(raw))
+        return spans_cache[0]
+
+    if sb is not None and sb.kind == "build":
+        sb = _map_platforms(sb, spans(), True, report, "since_builds")
+    if ub is not None and ub.kind == "build":
+        ub = _map_platforms(ub, spans(), False, report, "until_builds")
     timed = s_ts is not None or u_ts is not None
     pos_cache: dict[tuple, tuple] = {}
     g: list[Group] = []
-    for cid, b, p, proc, hw, n, t0, t1, nb, na, nn in raw:
+    for cid, b, p, proc, hw, n, t0, t1, nb, na, nn, vt0, vt1 in raw:
         parts = ((0, n),) if not timed else \
             ((-1, nb or 0), (1, na or 0), (9, nn or 0),
              (0, n - (nb or 0) - (na or 0) - (nn or 0)))
@@ -232,37 +308,50 @@ def build_report(store, since: str | Bound | None = None, until: str | Bound | N
             before, after, inside = pos
             if after:
                 continue                    # beyond --until: invisible to this report
-            g.append(Group(cid, b, p, proc, hw, k, t0, t1, before, inside))
+            g.append(Group(cid, b, p, proc, hw, k, vt0, vt1, before, inside))
     if not g:
         return report
 
-    # Status reference: --since, else the newest build in view ("what is new in the latest build").
+    # Status reference: --since, else per platform the newest build among all reports of the
+    # kind up to --until ("what is new in the latest build"); builds of different platforms do
+    # not compare, so each incident is measured against its own platform's newest build.
     if sb is None:
-        builds_seen = {x.build for x in g if x.build is not None}
-        latest = max(builds_seen, key=build_key) if builds_seen else None
-        report["status_reference"] = latest
-        if latest is not None:
-            lk = build_key(latest)
-            bk = {b: build_key(b) for b in builds_seen}
-            for x in g:
-                x.st_before = x.build is not None and bk[x.build] < lk
-                x.st_since = x.build is not None and bk[x.build] >= lk
-        else:
-            for x in g:
-                x.st_before, x.st_since = False, True
+        refs = _newest_builds(spans(), ub, u_ts)
+        in_view = {x.platform for x in g if x.build is not None}
+        shown = [refs[p] for p in in_view if p in refs]
+        report["status_reference"] = max(shown, key=build_key) if shown else None
+        report["status_references"] = {(p or "unknown"): refs[p] for p in
+                                        sorted(in_view, key=lambda q: q or "") if p in refs}
+        bk: dict[str, tuple] = {}
+        for x in g:
+            ref = refs.get(x.platform)
+            if x.build is None or ref is None:
+                x.st_before, x.st_since = False, ref is None and x.build is None and not refs
+                continue
+            k = bk.get(x.build)
+            if k is None:
+                k = bk[x.build] = build_key(x.build)
+            rk = bk.get(ref)
+            if rk is None:
+                rk = bk[ref] = build_key(ref)
+            x.st_before, x.st_since = k < rk, k >= rk
 
     per: dict[str, dict] = {}
     for x in g:
         c = per.get(x.cid)
         if c is None:
             c = per[x.cid] = {"count": 0, "count_total": 0, "t0": None, "t1": None,
-                              "st_before": 0, "st_since": 0, "builds": {}, "builds_total": {},
-                              "processes": {}, "hardware_models": {}}
+                              "b0": None, "b1": None, "st_before": 0, "st_since": 0,
+                              "builds": {}, "builds_total": {}, "processes": {},
+                              "hardware_models": {}}
         c["count_total"] += x.n
-        if x.t0 is not None and (c["t0"] is None or x.t0 < c["t0"]):
-            c["t0"] = x.t0
-        if x.t1 is not None and (c["t1"] is None or x.t1 > c["t1"]):
-            c["t1"] = x.t1
+        # first/last seen, each with the build of that same crash (ties: the higher build)
+        if x.t0 is not None and (c["t0"] is None or x.t0 < c["t0"] or (
+                x.t0 == c["t0"] and build_key(x.build) > build_key(c["b0"]))):
+            c["t0"], c["b0"] = x.t0, x.build
+        if x.t1 is not None and (c["t1"] is None or x.t1 > c["t1"] or (
+                x.t1 == c["t1"] and build_key(x.build) > build_key(c["b1"]))):
+            c["t1"], c["b1"] = x.t1, x.build
         if x.st_before:
             c["st_before"] += x.n
         if x.st_since:
@@ -277,11 +366,10 @@ def build_report(store, since: str | Bound | None = None, until: str | Bound | N
                     c[field][v] = c[field].get(v, 0) + x.n
 
     cids = list(per)
-    # Build time spans for placing compiles: from this scan when it saw every report of the
-    # kind, else (--cluster/--process/--platform) from a scan of all reports of the kind.
-    filtered = bool(cluster_ids or process or platform)
-    regressed = _regressed(store, g, cids, spans_kind=kind if filtered else _UNFILTERED)
-    meta = _cluster_meta(store, cids)
+    # Build time spans for placing compiles: every report of the kind (see spans() above),
+    # read only when some compile needs its build placed by time.
+    regressed = _regressed(store, g, cids, spans)
+    meta = _cluster_meta(store, cids, {cid: (r["t1"], r["b1"]) for cid, r in per.items()})
 
     clusters = []
     for cid, r in per.items():
@@ -306,6 +394,8 @@ def build_report(store, since: str | Bound | None = None, until: str | Bound | N
             "count_total": r["count_total"],
             "first_seen": iso_ts(r["t0"]),
             "last_seen": iso_ts(r["t1"]),
+            "first_seen_build": r["b0"],
+            "last_seen_build": r["b1"],
             "first_build": order[0] if order else None,
             "last_build": order[-1] if order else None,
             "builds": {b: bin_[b] for b in sorted(bin_, key=build_key)},
@@ -324,7 +414,10 @@ def build_report(store, since: str | Bound | None = None, until: str | Bound | N
                             None if with_incidents is True else int(with_incidents))
         for c in clusters:
             c["incidents"] = ids.get(c["id"], [])
-    ctx = _context(store, [c["id"] for c in clusters]) if with_context else {}
+    ctx = {}
+    if with_context:
+        ids = [c["id"] for c in clusters]
+        ctx = _context(store, ids) if ub is None else _bounded_context(store, ids, ub, u_ts)
     for c in clusters:
         x = ctx.get(c["id"]) or {}
         c["encodings"] = x.get("encodings") or []
@@ -363,22 +456,28 @@ def _by_count(d: dict[str, int]) -> dict[str, int]:
     return dict(sorted(d.items(), key=lambda kv: (-kv[1], str(kv[0]))))
 
 
-def _cluster_meta(store, cids: list[str]) -> dict[str, dict]:
-    """Signature (clusters table, else the representative's) and top normalized frames."""
+def _cluster_meta(store, cids: list[str], last: dict | None = None) -> dict[str, dict]:
+    """Signature (:func:`triage.cluster_views.cluster_signatures`, else the representative's)
+    and top normalized frames of the representative: the cluster's last crash in view
+    (``last``: cid -> (capture time, build) of its last-seen crash, so nothing after
+    ``--until`` is shown), else its newest crash."""
+    from triage.cluster_views import cluster_signatures
     from triage.store.db import load_frames
 
     out: dict[str, dict] = {}
-    sigs = {}
-    for i in range(0, len(cids), 500):
-        chunk = cids[i:i + 500]
-        for cid, sig in store.conn.execute(
-                f"SELECT cluster_id, signature FROM clusters WHERE cluster_id IN "
-                f"({','.join('?' * len(chunk))})", chunk):
-            sigs[cid] = sig
+    sigs = cluster_signatures(store, cids)      # one rule for clusters/report/show/export
     for cid in cids:
-        row = store.conn.execute(
-            "SELECT incident_id, signature, frames FROM incidents WHERE cluster_id=? "
-            "ORDER BY captured_ts DESC LIMIT 1", (cid,)).fetchone()
+        row = None
+        t1, b1 = (last or {}).get(cid, (None, None))
+        if t1 is not None:
+            row = store.conn.execute(
+                "SELECT incident_id, signature, frames FROM incidents WHERE cluster_id=? "
+                "AND captured_ts=? AND os_build IS ? ORDER BY incident_id DESC LIMIT 1",
+                (cid, t1, b1)).fetchone()
+        if row is None:
+            row = store.conn.execute(
+                "SELECT incident_id, signature, frames FROM incidents WHERE cluster_id=? "
+                "ORDER BY captured_ts DESC LIMIT 1", (cid,)).fetchone()
         frames: list[str] = []
         rep = None
         sig = sigs.get(cid)
@@ -479,8 +578,8 @@ def compile_builds(store, epochs_from=None, kind: str | None = None,
         if cache:
             return cache[0]
         spans: dict[str, list[float]] = {}
-        if epochs_from is not None:             # the report's aggregate: no extra scan
-            for x in epochs_from:
+        if epochs_from is not None:             # the report's spans: no extra scan
+            for x in (epochs_from() if callable(epochs_from) else epochs_from):
                 if x.build is None or x.t0 is None:
                     continue
                 sp = spans.setdefault(x.build, [x.t0, x.t1 if x.t1 is not None else x.t0])
@@ -521,14 +620,12 @@ def compile_builds(store, epochs_from=None, kind: str | None = None,
     return out
 
 
-_UNFILTERED = object()
-
-
-def _regressed(store, g, cids: list[str], spans_kind=_UNFILTERED) -> dict[str, dict]:
+def _regressed(store, g, cids: list[str], spans) -> dict[str, dict]:
     """Clusters seen, then absent for >= 1 later build with compiles of one of the cluster's
-    configurations recorded, then seen again, the return (first build seen after the gap)
-    being inside the status window."""
-    comp = compile_builds(store, g if spans_kind is _UNFILTERED else None, kind=spans_kind)
+    configurations recorded, then seen again, the return (the first crash on the first build
+    seen after the gap) being at/after the status reference. ``spans``: the build time spans
+    (a list of :class:`Span`, or a function returning it) for placing compiles by time."""
+    comp = compile_builds(store, spans)
     if not comp:
         return {}
     cluster_configs: dict[str, set] = {}
@@ -543,12 +640,15 @@ def _regressed(store, g, cids: list[str], spans_kind=_UNFILTERED) -> dict[str, d
     out = {}
     seen: dict[str, set] = {}
     back_in_window: dict[str, set] = {}
+    back_before: dict[str, set] = {}
     for x in g:
         if x.build is None:
             continue
         seen.setdefault(x.cid, set()).add(x.build)
         if x.st_since:
             back_in_window.setdefault(x.cid, set()).add(x.build)
+        if x.st_before:     # a crash on this build before the reference (time --since)
+            back_before.setdefault(x.cid, set()).add(x.build)
     for cid in cids:
         configs = cluster_configs.get(cid)
         builds = seen.get(cid)
@@ -558,7 +658,10 @@ def _regressed(store, g, cids: list[str], spans_kind=_UNFILTERED) -> dict[str, d
         tested = set()
         for c in configs:
             tested |= config_builds.get(c, set())
-        window = back_in_window.get(cid, set())
+        # the return build counts only when its first crash is at/after the reference: with
+        # a time --since, a build that came back before the date (and crashed again after it)
+        # is a return before --since, so the bug is ongoing now
+        window = back_in_window.get(cid, set()) - back_before.get(cid, set())
         for gap in sorted(tested - builds, key=build_key):
             gk = build_key(gap)
             before = [b for b in order if build_key(b) < gk]
@@ -607,3 +710,46 @@ def _context(store, cids: list[str]) -> dict[str, dict]:
         except Exception:  # noqa: BLE001
             out[cid] = {}
     return out
+
+
+def _bounded_context(store, cids: list[str], ub: Bound, u_ts: float | None) -> dict[str, dict]:
+    """The context fields as ``triage.context.views.cluster_contexts`` makes them, from what a
+    report bounded by ``--until`` can see: crashes after the bound (and, with a time bound,
+    compiles started after it; with a build bound, compiles linked only to later crashes) are
+    left out, so encodings, flags, configurations, correlations and the finding never count
+    them."""
+    if not cids:
+        return {}
+    try:
+        from triage.context import views
+    except ImportError:
+        return {}
+    try:
+        rows = store.conn.execute(
+            "SELECT cluster_id, compile_id, os_build, platform, COUNT(*), sum(captured_ts > ?) "
+            "FROM incidents WHERE kind='crash' AND compile_id IS NOT NULL "
+            "AND cluster_id IS NOT NULL GROUP BY compile_id, cluster_id, os_build, platform",
+            (u_ts if u_ts is not None else float("inf"),)).fetchall()
+        links: dict[tuple, int] = {}
+        linked, visible = set(), set()
+        for cl, comp, b, p, n, n_after in rows:
+            linked.add(comp)
+            if ub.kind == "time":
+                n -= n_after or 0
+            elif _position(b, p, 0, ub, False) == 1:
+                n = 0
+            if n > 0:
+                links[(cl, comp)] = links.get((cl, comp), 0) + n
+                visible.add(comp)
+        late: set = set()
+        if ub.kind == "time":
+            late = {r[0] for r in store.conn.execute(
+                "SELECT id FROM compiles WHERE started_ts > ?", (u_ts,))}
+        late |= linked - visible
+        compiles = [c for c in views._load_compiles(store) if c["id"] not in late]
+        seen_ids = {c["id"] for c in compiles}
+        return views.cluster_contexts(
+            store, cids, compiles=compiles,
+            links=[(cl, comp, n) for (cl, comp), n in links.items() if comp in seen_ids])
+    except Exception:  # noqa: BLE001 - context is an enrichment; never break the report
+        return {}

@@ -107,8 +107,16 @@ def _release_tables(path, releases: Any) -> dict[str, dict[str, str]]:
         raise UserError(f"{path}: releases = {_toml_repr(releases)}: expected a [releases] "
                         'table of aliases (beta5 = "26A5353q")')
     out: dict[str, dict[str, str]] = {}
+
+    def check_name(where: str, alias: str) -> None:
+        problem = alias_name_problem(str(alias))
+        if problem:
+            raise UserError(f"{path}: {where} {alias}: the alias name {problem}; "
+                            "pick another name (e.g. beta5, rc, 26.1b2)")
+
     for key, value in releases.items():
         if isinstance(value, str):
+            check_name("[releases]", key)
             out.setdefault("", {})[str(key)] = value
         elif isinstance(value, dict):          # [releases.macOS]
             table = out.setdefault(str(key), {})
@@ -116,6 +124,7 @@ def _release_tables(path, releases: Any) -> dict[str, dict[str, str]]:
                 if not isinstance(build, str):
                     raise UserError(f"{path}: [releases.{key}] {alias} = {_toml_repr(build)}: "
                                     f"{_ALIAS_HINT} (platform tables hold aliases only)")
+                check_name(f"[releases.{key}]", alias)
                 table[str(alias)] = build
         else:
             raise UserError(f"{path}: [releases] {key} = {_toml_repr(value)}: {_ALIAS_HINT}, "
@@ -143,13 +152,30 @@ def all_aliases(store=None) -> dict[str, dict[str, str]]:
     return merged
 
 
+_DATE_LIKE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def alias_name_problem(alias: str) -> str | None:
+    """Why ``alias`` cannot be a release alias name, or None.
+
+    ``--since``/``--until`` try a build number, then a date/time, then an alias, so an alias
+    named like a build (``26A5353q``) or starting like a date (``2026-09-01``) could never be
+    used: it would always be read as that build or date."""
+    if parse_build(alias) is not None:
+        return "is itself a build number"
+    if _DATE_LIKE.match(alias):
+        return "looks like a date (--since/--until would read it as one)"
+    return None
+
+
 def set_alias(store, alias: str, build: str, platform: str | None = None) -> None:
     """Store ``alias`` -> ``build`` (optionally for one platform)."""
     alias = alias.strip()
     if not alias:
         raise UserError("releases alias: the alias name is empty")
-    if parse_build(alias) is not None:
-        raise UserError(f"releases alias: {alias!r} is itself a build number; pick another name")
+    problem = alias_name_problem(alias)
+    if problem:
+        raise UserError(f"releases alias: {alias!r} {problem}; pick another name")
     if parse_build(build) is None:
         raise UserError(f"releases alias: {build!r} is not an Apple build number "
                         "(expected e.g. 26A5353q, 24G90)")
@@ -241,7 +267,10 @@ def resolve_bound(text: str | None, store=None, *, end: bool = False,
         if text in table:
             builds[plat] = table[text]
     if platform:
-        builds = {p: b for p, b in builds.items() if p in ("", platform)}
+        # the entries for that platform (or any platform); an alias with entries for other
+        # platforms only is kept whole: build_report carries it over to ``platform`` (by the
+        # time of its builds' reports, as a build given directly)
+        builds = {p: b for p, b in builds.items() if p in ("", platform)} or builds
     if not builds:
         known = sorted({(f"{p}:{a}" if p else a) for p, t in aliases.items() for a in t})
         hint = ", ".join(known) if known else "none defined (add [releases] to triage.toml or " \

@@ -1,8 +1,9 @@
-"""Privacy redaction for exported drafts (on by default; ``--no-redact`` keeps everything).
+r"""Privacy redaction for exported drafts (on by default; ``--no-redact`` keeps everything).
 
 Removes: user names and home folders (``/Users/<name>/`` -> ``/Users/USER/``,
-``/home/<name>/`` -> ``/home/USER/``, and the bare user names found that way anywhere else in
-the text), host names (``name.local``, ``Hostname: x``, ``"host": "x"``), serial numbers
+``/home/<name>/`` -> ``/home/USER/``, also JSON-escaped ``\/Users\/zo\u00eb\/`` and names with
+spaces ``/Users/John Smith/``; and the bare user names found that way anywhere else in the
+text, as whole words, raw or JSON-escaped), host names (``name.local``, ``Hostname: x``, ``"host": "x"``), serial numbers
 (``Serial Number: C02...``, ``"serialNumber": "..."``) and crash reporter keys
 (``crashReporterKey`` / ``CrashReporter Key:`` values, plus every key stored in the store).
 """
@@ -17,7 +18,14 @@ USER = "USER"
 HOST = "HOST"
 REDACTED = "<redacted>"
 
-HOME_RE = re.compile(r"(/Users/|/home/|/private/var/users/)(?!USER\b|Shared\b)([^/\s\"'<>]+)")
+# a home folder, also JSON-escaped (``\/Users\/zo\u00eb\/``); the name may hold spaces when a
+# slash follows it (``/Users/John Smith/``)
+_SL = r"\\?/"
+_NCH = r"(?:[^/\\\s\"'<>]|\\u[0-9A-Fa-f]{4})"
+HOME_RE = re.compile(rf"({_SL}(?:Users|home|private{_SL}var{_SL}users){_SL})"
+                     rf"(?!USER(?:{_SL}|$|[^\w.-])|Shared(?:{_SL}|$|[^\w.-]))"
+                     rf"({_NCH}+(?: {_NCH}+)*(?={_SL})|{_NCH}+)")
+JSON_ESCAPE_RE = re.compile(r"\\u([0-9A-Fa-f]{4})")
 TILDE_RE = re.compile(r"(?<![\w/])~([A-Za-z_][\w.-]*)(?=/)")
 LOCAL_HOST_RE = re.compile(r"\b[A-Za-z0-9][A-Za-z0-9-]*(?:\.[A-Za-z0-9-]+)*\.local\b")
 KEYED_HOST_RE = re.compile(
@@ -30,12 +38,33 @@ CRK_RE = re.compile(r"(?i)(crash ?reporter ?key[\"']?\s*[:=]\s*[\"']?)([A-Fa-f0-
 USER_KEY_RE = re.compile(r"(?i)(\b(?:user(?:name)?|login|owner)\b[\"']?\s*[:=]\s*[\"']?)"
                          r"([A-Za-z_][\w.-]{1,31})")
 NEVER_NAMES = {"user", "shared", "root", "admin", "guest", "library", "applications", "system",
-               "private", "var", "tmp", "home", "users", "developer", "xcode"}
+               "private", "var", "tmp", "home", "users", "developer", "xcode",
+               # generic service / CI accounts: ordinary words (``coreai-build``, "build
+               # 26A5353q"); their home folders are still redacted, the bare word is not
+               "build", "builds", "builder", "buildbot", "runner", "ci", "jenkins", "bot",
+               "agent", "test", "tester", "vagrant", "ubuntu", "administrator", "service",
+               "worker", "daemon", "nobody"}
+
+
+def _unescape(name: str) -> str:
+    """``zo\\u00eb`` (JSON-escaped) -> ``zoë``."""
+    return JSON_ESCAPE_RE.sub(lambda m: chr(int(m.group(1), 16)), name)
+
+
+def json_escaped(text: str) -> str:
+    """``zoë`` -> ``zo\\u00eb``: how a JSON writer that escapes non-ASCII spells it."""
+    return "".join(ch if ord(ch) < 128 else
+                   "".join(f"\\u{u:04x}" for u in _utf16(ch)) for ch in text)
+
+
+def _utf16(ch: str) -> list[int]:
+    b = ch.encode("utf-16-be")
+    return [int.from_bytes(b[i:i + 2], "big") for i in range(0, len(b), 2)]
 
 
 def user_names_in(text: str) -> set[str]:
-    """User names appearing as home folders in ``text``."""
-    names = {m.group(2) for m in HOME_RE.finditer(text)}
+    """User names appearing as home folders in ``text`` (JSON escapes decoded)."""
+    names = {_unescape(m.group(2)) for m in HOME_RE.finditer(text)}
     names |= {m.group(1) for m in TILDE_RE.finditer(text)}
     return {n for n in names if n.lower() not in NEVER_NAMES and len(n) >= 2}
 
@@ -97,11 +126,15 @@ class Redactor:
         variants: set[str] = set()
         for n in names:
             variants |= name_variants(n)
+        variants |= {json_escaped(v) for v in variants}      # zoë -> zo\u00eb as well
         for n in sorted(variants, key=len, reverse=True):
             if len(n) < 3 or n.lower() in NEVER_NAMES:
                 continue
-            # whole-word (names like "Jane-MacBook-Pro" or "jane.doe@")
-            out = re.sub(rf"(?<![A-Za-z0-9]){re.escape(n)}(?![A-Za-z0-9])", USER, out,
+            # whole words only: not inside a longer run of letters or digits (any script):
+            # "kim" is left in "kimono", "zoë" in "zoës"; "-", "_" and "." separate words, so
+            # the name is removed from host and file names ("carol-mbp-m4", "jane.doe@").
+            # Generic account names (NEVER_NAMES: build, runner, ...) are never bare words.
+            out = re.sub(rf"(?<![^\W_]){re.escape(n)}(?![^\W_])", USER, out,
                          flags=re.IGNORECASE)
         return out
 

@@ -175,6 +175,12 @@ def _records_table(items: list[dict], columns: list[str]) -> str:
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
+def _seen(c: dict, which: str) -> str:
+    """``TIME (BUILD)``: the capture time of the first/last crash with that same crash's build."""
+    b = c.get(f"{which}_seen_build")
+    return f'{c.get(f"{which}_seen")}' + (f" ({b})" if b else "")
+
+
 def _cluster_section(c: dict) -> str:
     cid = escape(c["id"])
     st = escape(c["status"])
@@ -182,8 +188,7 @@ def _cluster_section(c: dict) -> str:
          f'<h2><span class="status st-{st}">{st}</span> <code>{cid}</code> '
          f'{escape(c.get("signature") or "")}</h2>', "<table>"]
     facts = [("count in range", c["count"]), ("count total", c["count_total"]),
-             ("first seen", f'{c.get("first_seen")} ({c.get("first_build")})'),
-             ("last seen", f'{c.get("last_seen")} ({c.get("last_build")})')]
+             ("first seen", _seen(c, "first")), ("last seen", _seen(c, "last"))]
     if c.get("regression"):
         r = c["regression"]
         facts.append(("regression", f"absent in {r['absent_in']} although compiles of the same "

@@ -41,6 +41,10 @@ def _range_text(report: dict) -> str:
     if u:
         return f"until {u}"
     ref = report.get("status_reference")
+    refs = report.get("status_references") or {}
+    if len(refs) > 1:
+        return ("all reports (status against the newest build of each platform: "
+                + ", ".join(f"{p} {b}" for p, b in refs.items()) + ")")
     return f"all reports (status against the newest build, {ref})" if ref else "all reports"
 
 
@@ -88,6 +92,15 @@ def _md_escape(text: Any) -> str:
     return s.replace("|", "\\|").replace("\n", " ").replace("<", "&lt;").replace(">", "&gt;")
 
 
+def seen_text(c: dict, which: str) -> str:
+    """``TIME (BUILD)`` for ``which`` = ``first``/``last``: the capture time of the cluster's
+    first/last crash and the OS build of that same crash (``first_seen_build`` /
+    ``last_seen_build``; ``first_build``/``last_build`` are the lowest/highest builds, which
+    may be another crash's, even another platform's)."""
+    b = c.get(f"{which}_seen_build")
+    return f"{c.get(f'{which}_seen')}" + (f" ({b})" if b else "")
+
+
 def render_markdown(report: dict) -> str:
     """GitHub-flavoured markdown: summary table, then one section per cluster."""
     out = [f"# Crash report: {_range_text(report)}", ""]
@@ -107,8 +120,8 @@ def render_markdown(report: dict) -> str:
         out.append(f"## {c['status']}: `{c['id']}` {_md_escape(c.get('signature'))}")
         out.append("")
         out.append(f"- **count**: {c['count']} in range, {c['count_total']} in total")
-        out.append(f"- **first seen**: {c.get('first_seen')} ({c.get('first_build')}); "
-                   f"**last seen**: {c.get('last_seen')} ({c.get('last_build')})")
+        out.append(f"- **first seen**: {seen_text(c, 'first')}; "
+                   f"**last seen**: {seen_text(c, 'last')}")
         if c.get("regression"):
             r = c["regression"]
             out.append(f"- **regressed**: absent in {r['absent_in']} (compiles of the same "
