@@ -302,7 +302,6 @@ def _worker_init(rule_files, dsym_paths) -> None:
 
         _WORKER_STAGES = load_stages(rule_files, dsym_paths)
         _WORKER_STAGES.peers = PeerSymbols()
-        import numpy  # noqa: F401 - the big-integer scan uses it when imported (ips.py)
 
 
 def _work(data: bytes, path: str, sha: str, explicit: bool) -> tuple:
@@ -601,7 +600,6 @@ class _Run:
 
         global _WORKER_STAGES
         _WORKER_STAGES = self.stages   # inherited by forked workers
-        import numpy  # noqa: F401 - inherited too: the parsers' big-integer scan uses it
         method = "fork" if sys.platform.startswith("linux") else "spawn"
         self.pool = ProcessPoolExecutor(
             max_workers=self.workers, mp_context=multiprocessing.get_context(method),
