@@ -28,15 +28,19 @@ def triage_bin() -> list[str]:
 
 
 def ensure_store(db: Path, n: int) -> None:
+    from triage.errors import UserError
     from triage.report.synth import open_store, populate
 
     if db.exists():
-        store = open_store(db)
-        have = store.conn.execute("SELECT count(*) FROM incidents").fetchone()[0]
-        if have == n:
+        try:    # a cached store from an older triage (schema) is rebuilt, not reused
+            store = open_store(db)
+        except UserError as exc:
+            print(f"rebuilding the cached store: {exc}")
+        else:
+            have = store.conn.execute("SELECT count(*) FROM incidents").fetchone()[0]
             store.close()
-            return
-        store.close()
+            if have == n:
+                return
         for suffix in ("", "-wal", "-shm"):
             Path(str(db) + suffix).unlink(missing_ok=True)
     t = time.perf_counter()
