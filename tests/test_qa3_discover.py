@@ -291,6 +291,20 @@ def test_relative_and_absolute_spellings_of_an_explicit_file_match_the_walk(tmp_
     assert isinstance(c, Candidate) and c.explicit
 
 
+@pytest.mark.parametrize("via_link", ["file", "folder"])
+def test_an_explicit_file_named_through_a_symlinked_folder_is_the_walked_file(tmp_path,
+                                                                              via_link):
+    """The same file by another path (a symlink to the walked folder, or the walk going through
+    the link): taken once, as named, never also skipped by the walk."""
+    root = _folder(tmp_path / "DR")
+    link = tmp_path / "link"
+    link.symlink_to(root, target_is_directory=True)
+    args = [root, link / "saved.txt"] if via_link == "file" else [link, root / "saved.txt"]
+    items = list(discover(args))
+    saved = [i for i in items if i.path.endswith("saved.txt")]
+    assert len(saved) == 1 and isinstance(saved[0], Candidate) and saved[0].explicit
+
+
 @pytest.mark.parametrize("order", ["folder-first", "file-first"])
 def test_ingest_counts_do_not_depend_on_argument_order(tmp_path, order):
     from triage.store.db import Store

@@ -133,6 +133,20 @@ def test_empty_process_is_a_problem_and_never_links(store, tmp_path):
     assert validate_record(rec(None, 0, 1, process="")) is None
 
 
+def test_huge_pid_or_exit_code_is_a_bad_line_not_a_crash(store, tmp_path):
+    """A pid SQLite cannot hold is a bad line; the other records still load and link; an
+    exit code beyond 64 bits stays in the raw record only."""
+    inc(store, "a", 1001, 10)
+    big = rec(2**63, 0, 20)
+    odd = rec(1001, 0, 20, exit_code=2**63)
+    j = write(tmp_path / "j.jsonl", [big, odd])
+    s = link_pending(store, [j], [])
+    assert [p["reason"] for p in s["problems"]] == [f"pid out of range: {2**63}"]
+    assert s["records_loaded"] == 1 and s["linked"] == 1
+    code, raw = store.conn.execute("SELECT exit_code, raw FROM compiles").fetchone()
+    assert code is None and str(2**63) in raw
+
+
 # ---------------------------------------------------------------- 4. store / garbage as journal
 
 def test_store_is_never_read_as_a_journal(store, tmp_path):

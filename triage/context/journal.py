@@ -74,6 +74,8 @@ def validate_record(obj: Any, required: tuple[str, ...] = REQUIRED) -> str | Non
     if "pid" in obj and obj["pid"] is not None and \
             (isinstance(obj["pid"], bool) or not isinstance(obj["pid"], int)):
         return f"pid is not an integer: {obj['pid']!r}"
+    if isinstance(obj.get("pid"), int) and not 0 <= obj["pid"] < 2**63:
+        return f"pid out of range: {obj['pid']!r}"
     if "process" in obj and obj["process"] is not None and not isinstance(obj["process"], str):
         return f"process is not a string: {obj['process']!r}"
     # a blank name would be "unknown" and match any crash with the pid: only a command that
@@ -278,21 +280,29 @@ def record_row(record: dict, source: str) -> dict:
         except (ValueError, TypeError, OverflowError):
             return None
 
-    pid = record.get("pid")
-    exit_code = record.get("exit_code")
+    def sql_int(v):   # an INTEGER column takes signed 64 bits; the raw record keeps the rest
+        return v if isinstance(v, int) and not isinstance(v, bool) and -2**63 <= v < 2**63 \
+            else None
+
     model = record.get("model")
+    try:
+        raw = orjson.dumps(record, option=orjson.OPT_NON_STR_KEYS, default=str).decode()
+    except orjson.JSONEncodeError:   # integers beyond 64 bits: kept as text
+        from triage.store.db import _big_ints
+
+        raw = orjson.dumps(_big_ints(record), option=orjson.OPT_NON_STR_KEYS,
+                           default=str).decode()
     return {
         "record_key": record_key(record),
         "source": source,
-        "pid": pid if isinstance(pid, int) and not isinstance(pid, bool) else None,
+        "pid": sql_int(record.get("pid")),
         "process": record.get("process") if isinstance(record.get("process"), str) else None,
         "started_ts": t("started_at"),
         "ended_ts": t("ended_at"),
-        "exit_code": exit_code if isinstance(exit_code, int) and not isinstance(exit_code, bool)
-        else None,
+        "exit_code": sql_int(record.get("exit_code")),
         "model": model if isinstance(model, str) else None,
         "config": orjson.dumps(config_of(record), option=orjson.OPT_SORT_KEYS).decode(),
-        "raw": orjson.dumps(record, option=orjson.OPT_NON_STR_KEYS, default=str).decode(),
+        "raw": raw,
     }
 
 

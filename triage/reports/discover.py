@@ -183,7 +183,10 @@ def discover(paths: Iterable[str | os.PathLike]) -> Iterator[Candidate | Skipped
             steps.append((expanded, True))
     # only names a walk treats differently from an explicit argument (a walk takes report
     # extensions the same way); folders in the set are harmless: a walk only looks up files
-    explicit = {os.path.abspath(p) for p, ok in steps if ok and not is_report_name(p)}
+    # (by absolute and by resolved path: a file named through a symlinked folder is the same
+    # file as the one a walk of the real folder reaches, and the other way round)
+    explicit = {q for p, ok in steps if ok and not is_report_name(p)
+                for q in (os.path.abspath(p), os.path.realpath(p))}
     seen: set[str] = set()
     for path, ok in steps:
         if not ok:
@@ -251,7 +254,7 @@ def _walk(root: str, root_st: os.stat_result, seen: set[str],
         for name, etype in entries:
             p = os.path.join(folder, name)
             if etype == "f" and not is_report_name(name):
-                if p not in seen and p not in explicit:
+                if p not in seen and not _named(p, explicit):
                     seen.add(p)
                     yield Skipped(p, "not a report extension")
                 continue
@@ -275,7 +278,7 @@ def _walk(root: str, root_st: os.stat_result, seen: set[str],
                     continue
                 subdirs.append((p, ancestors | {key}))
                 continue
-            if p in seen or p in explicit:
+            if p in seen or (not is_report_name(name) and _named(p, explicit)):
                 continue
             seen.add(p)
             if not is_report_name(name):
@@ -290,6 +293,11 @@ def _walk(root: str, root_st: os.stat_result, seen: set[str],
             yield Candidate(p, st.st_size, st.st_mtime_ns)
         # keep sorted order: push in reverse so the first folder is walked first
         stack.extend(reversed(subdirs))
+
+
+def _named(path: str, explicit: frozenset[str] | set[str]) -> bool:
+    """Whether a walk's ``path`` is also named as an argument of its own (by any spelling)."""
+    return bool(explicit) and (path in explicit or os.path.realpath(path) in explicit)
 
 
 def _entry_type(entry: os.DirEntry) -> str:
