@@ -8,30 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from triage.cli import main
 from triage.reports.common import split_os_version
 from triage.reports.text import parse_frame_line
 from triage.signature import MESSAGE_INPUT_MAX, load_siglists, mask_message
 
-from test_builds import _isolated_config  # noqa: F401 - the shared config isolation
+from test_builds import _isolated_config  # noqa: F401 - used by _isolated
+from test_qa_followups import REPORT, _isolated, run  # noqa: F401 - autouse: no config/store leaks
 
 ROOT = Path(__file__).resolve().parents[1]
-REPORT = ROOT / "fixtures" / "DiagnosticReports" / "ANECompilerService-2026-09-05-115509.ips"
-
-
-@pytest.fixture(autouse=True)
-def _isolated(_isolated_config, tmp_path, monkeypatch):  # noqa: F811 - a fixture argument
-    monkeypatch.delenv("TRIAGE_DB", raising=False)
-    monkeypatch.setattr("triage.cli_app.default_db_path",
-                        lambda: tmp_path / "default-data" / "triage.db")
-    yield _isolated_config
-
-
-def run(capsys, *argv):
-    capsys.readouterr()
-    code = main([str(a) for a in argv])
-    cap = capsys.readouterr()
-    return code, cap.out, cap.err
 
 
 # ------------------------------------------------------------------ hostile text, linear time
