@@ -148,7 +148,7 @@ def cluster_records(store, *, ids: Optional[list[str]] = None, signature: Option
                     process: Optional[str] = None, since: Optional[float] = None,
                     until: Optional[float] = None, min_count: int = 0,
                     include_merged: bool = False, limit: Optional[int] = None,
-                    **_ignored) -> list[dict[str, Any]]:
+                    incident_ids: Optional[set[str]] = None) -> list[dict[str, Any]]:
     """One dict per cluster, largest first.
 
     Fields: ``id``, ``signature``, ``count``, ``incidents`` (incident ids, oldest first),
@@ -158,7 +158,8 @@ def cluster_records(store, *, ids: Optional[list[str]] = None, signature: Option
     ``merged_into``, ``note``. Filters: ``ids`` (ids or retired ids, resolved through merges),
     ``signature`` (substring), ``process``, ``since``/``until`` (epoch seconds on the capture
     time), ``min_count``, ``include_merged`` (also list retired ids, with ``merged_into``),
-    ``limit``.
+    ``limit``, ``incident_ids`` (count only these reports: how ``triage.api`` applies a
+    build/date/alias ``since``/``until``). Unknown keywords are a TypeError, never ignored.
     """
     conn = store.conn
     meta = {r[0]: {"signature": r[1], "created_at": r[2], "merged_into": r[3], "note": r[4]}
@@ -194,6 +195,8 @@ def cluster_records(store, *, ids: Optional[list[str]] = None, signature: Option
            + " ORDER BY captured_ts IS NULL, captured_ts, incident_id")
     for cid, iid, cat, cts, proc, etype, sig_, sig, sid, build in conn.execute(sql, params):
         if wanted is not None and cid not in wanted:
+            continue
+        if incident_ids is not None and iid not in incident_ids:
             continue
         a = agg.get(cid)
         if a is None:

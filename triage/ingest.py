@@ -65,6 +65,23 @@ _UPSERT_FILE = ("INSERT INTO files (path, size, mtime_ns, sha256, status, incide
 _UPSERT_ERROR = ("INSERT INTO errors (path, reason, seen_at) VALUES (?, ?, ?) "
                  "ON CONFLICT(path) DO UPDATE SET reason=excluded.reason, seen_at=excluded.seen_at")
 
+#: discovery reasons that, for a path *argument* that does not exist (or a glob that matches
+#: nothing), are a usage mistake: reported (exit 1) but never stored in ``errors`` (docs/ingest.md)
+_MISSING_ARG_REASONS = ("no such file or folder", "no files match this pattern")
+_FORGET_MISSING_ARG = ("DELETE FROM errors WHERE path=? AND reason IN (%s)"
+                       % ", ".join("?" * len(_MISSING_ARG_REASONS)))
+
+
+def missing_arguments(paths: Iterable[str]) -> set[str]:
+    """Absolute paths of the arguments that do not exist (globs that match nothing included),
+    spelled as ``discover`` reports them."""
+    missing = set()
+    for raw in paths:
+        expanded = os.path.expanduser(os.fspath(raw))
+        if not os.path.lexists(expanded):
+            missing.add(os.path.abspath(expanded))
+    return missing
+
 #: files-table statuses that let an unchanged file be skipped without reading it
 _DONE_STATUSES = {"ingested": "already_known", "duplicate": "already_known", "skipped": "skipped"}
 
@@ -374,6 +391,9 @@ class _Run:
         self.batch_bytes = 0
         self.batch_files: list[tuple] = []      # duplicate / skipped files rows
         self.batch_errors: list[tuple] = []     # (path, reason, size, mtime_ns)
+        #: arguments that did not exist when the run started (see ``missing_arguments``)
+        self.missing_args: set[str] = set()
+        self.batch_forget: list[str] = []       # such arguments: stale ``errors`` rows to drop
         self.batch_shas: dict[str, str] = {}    # sha256 -> incident_id within the batch
         self.batch_ids: set[str] = set()
         self.ingested_paths: list[str] = []
@@ -389,7 +409,13 @@ class _Run:
     # ---- problems
     def problem(self, path: str, reason: str, size: int = 0, mtime_ns: int = 0) -> None:
         self.summary["errors"].append({"path": path, "reason": reason})
-        self.batch_errors.append((path, reason, size, mtime_ns))
+        if reason in _MISSING_ARG_REASONS and path in self.missing_args:
+            # a mistyped argument is a usage mistake, not a bad file: reported (exit 1) but not
+            # recorded, else it would stay in `incidents --errors` for ever; a row an earlier
+            # version stored for it is dropped
+            self.batch_forget.append(path)
+        else:
+            self.batch_errors.append((path, reason, size, mtime_ns))
         if self.on_problem is not None:
             self.on_problem(path, reason)
 
@@ -645,7 +671,7 @@ class _Run:
 
     # ---- writing
     def flush(self) -> None:
-        if not (self.batch or self.batch_files or self.batch_errors):
+        if not (self.batch or self.batch_files or self.batch_errors or self.batch_forget):
             return
         now = _now()
         try:
@@ -735,6 +761,8 @@ class _Run:
             self.peers.save(conn)
             errors = list(self.batch_errors) + [(p.cand_path, reason, p.size, p.mtime_ns)
                                                 for p, reason in failed]
+            for path in self.batch_forget:
+                conn.execute(_FORGET_MISSING_ARG, (path, *_MISSING_ARG_REASONS))
             for path, reason, size, mtime_ns in errors:
                 conn.execute(_UPSERT_ERROR, (path, reason, now))
                 if size or mtime_ns:
@@ -757,6 +785,7 @@ class _Run:
         self.batch.clear()
         self.batch_files.clear()
         self.batch_errors.clear()
+        self.batch_forget.clear()
         self.batch_shas.clear()
         self.batch_ids.clear()
         self.batch_bytes = 0
@@ -817,6 +846,7 @@ def run_ingest(store, paths: Iterable[str], *, journals: Iterable = (), dsym_pat
     run = _Run(store, stages, on_problem, progress,
                workers=default_workers() if workers is None else max(1, int(workers)),
                rule_files=rule_files, dsym_paths=dsym_paths)
+    run.missing_args = missing_arguments(paths)
     tick, close = _progress(progress)
     try:
         for item in discover(paths):

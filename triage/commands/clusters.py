@@ -33,17 +33,19 @@ def clusters(
     signature: Optional[str] = typer.Option(None, "--signature",
                                             help="Only clusters with a signature containing TEXT."),
     process: Optional[str] = typer.Option(None, "--process", help="Only crashes of PROCESS."),
-    min_count: int = typer.Option(0, "--min-count", help="Only clusters with at least N crashes."),
+    min_count: int = typer.Option(0, "--min-count", min=0,
+                                  help="Only clusters with at least N crashes."),
     include_merged: bool = typer.Option(False, "--all", help="Also list retired ids "
                                         "(merged into another cluster), with merged_into."),
-    limit: Optional[int] = typer.Option(None, "--limit", help="At most N clusters (largest first)."),
+    limit: Optional[int] = typer.Option(None, "--limit", min=1,
+                                        help="At most N clusters (largest first)."),
 ) -> None:
     """List clusters (distinct bugs), largest first."""
-    from triage.cluster_views import cluster_records
+    from triage.api import cluster_rows
 
     store = open_existing_store()
-    try:
-        rows = cluster_records(store, ids=ids or None, signature=signature, process=process,
+    try:   # the same function as Triage.clusters_records()
+        rows = cluster_rows(store, ids=ids or None, signature=signature, process=process,
                                min_count=min_count, include_merged=include_merged, limit=limit)
     finally:
         store.close()

@@ -119,11 +119,9 @@ def incidents(
                                      help="table, json (the full contract) or csv."),
 ) -> None:
     """List stored reports, one row each (oldest first)."""
-    from triage.errors import UserError
-    from triage.records import KINDS
+    from triage.api import check_kind, incident_rows
 
-    if kind is not None and kind not in KINDS:
-        raise UserError(f"--kind {kind}: unknown kind (use one of {', '.join(KINDS)})")
+    check_kind(kind, "--kind")      # before the store is opened (shared with the library API)
     store = open_existing_store(f"{cluster}: no such cluster" if cluster is not None else None)
     try:
         if errors:
@@ -135,13 +133,10 @@ def incidents(
             emit(rows, fmt, ["path", "reason", "seen_at"], title=None)
             return
         from triage.frames.stored import short_incident_id
-        from triage.store.queries import incident_records
 
-        if cluster is not None:  # an unknown id is an error, as in show/report/merge/split
-            from triage.context.views import resolve_cluster_id
-
-            cluster = resolve_cluster_id(store, cluster)
-        recs = incident_records(store, kind=kind, cluster=cluster, limit=limit)
+        # the same function as Triage.incidents_records(); an unknown cluster id is an error,
+        # as in show/report/merge/split
+        recs = incident_rows(store, kind=kind, cluster=cluster, limit=limit)
     finally:
         store.close()
     if fmt == OutputFormat.json:

@@ -49,24 +49,17 @@ def _write_output(text: str, output: Optional[Path]) -> None:
 
 
 def _check_kind(kind: Optional[str]) -> None:
-    """An unknown --kind is an error (it used to give an empty report)."""
-    from triage.records import KINDS
+    """An unknown --kind is an error (shared with the library API: ``triage.api.check_kind``)."""
+    from triage.api import check_kind
 
-    if kind is not None and kind not in KINDS:
-        raise UserError(f"--kind {kind}: unknown kind (use one of {', '.join(KINDS)})")
+    check_kind(kind, "--kind")
 
 
 def _check_clustered_kind(store, kind: Optional[str]) -> None:
-    """``report --kind hang|jetsam|panic|resource``: only crashes are clustered (docs/
-    clustering.md), so a report of another kind would always be empty; say so and point at
-    the command that lists those reports (unless the store does hold clustered ones)."""
-    if kind is None or kind == "crash":
-        return
-    if store.conn.execute("SELECT 1 FROM incidents WHERE kind=? AND cluster_id IS NOT NULL "
-                          "LIMIT 1", (kind,)).fetchone():
-        return
-    raise UserError(f"--kind {kind}: `triage report` covers crashes only ({kind} reports are "
-                    f"not clustered into bugs); list them with `triage incidents --kind {kind}`")
+    """``report --kind hang|...``: shared with ``Triage.report`` (``triage.api``)."""
+    from triage.api import check_report_kind
+
+    check_report_kind(store, kind, "--kind")
 
 
 @app.command("report")
@@ -127,23 +120,12 @@ def releases_cmd(
     """List the OS builds seen, in build order, with counts and aliases."""
     if ctx.invoked_subcommand is not None:
         return
-    from triage.report.builds import all_aliases, releases_records
+    from triage.report.builds import releases_records
 
     _check_kind(kind)
     store = open_existing_store()
-    aliases = all_aliases(store)
-    rows = releases_records(store, aliases, kind=kind)
-    seen = {r["build"] for r in rows}
-    # aliases pointing at builds not (yet) seen are listed too, so they can be checked
-    from triage.report.builds import aliases_by_build, build_key
-
-    for build, names in sorted(aliases_by_build(aliases).items(), key=lambda kv: build_key(kv[0])):
-        if build not in seen:
-            rows.append({"build": build, "platforms": {}, "count": 0, "first_seen": None,
-                         "last_seen": None, "aliases": names, "seen": False})
-    for r in rows:
-        r.setdefault("seen", True)
-    rows.sort(key=lambda r: build_key(r["build"]))
+    # the same array as Triage.releases_records(): seen builds and alias-only (seen: false) rows
+    rows = releases_records(store, kind=kind)
     emit(rows, fmt, ["build", "count", "platforms", "aliases", "first_seen", "last_seen"],
          title="OS builds (oldest first)")
 
@@ -219,7 +201,9 @@ def export_cmd(
 def filed_cmd(
     cluster: Optional[str] = typer.Argument(None, help="Cluster id (omit to list)."),
     url: Optional[str] = typer.Argument(None, help="Where it was filed (issue URL or key)."),
-    fmt: ListFormat = typer.Option(ListFormat.table, "--format", "-f", help="table | json | csv"),
+    fmt: ListFormat = typer.Option(ListFormat.table, "--format", "-f",
+                                   help="table | json | csv (with CLUSTER URL: the recorded "
+                                        "{id, url, filed_at, also_filed} object as JSON)"),
 ) -> None:
     """Record where a cluster was filed (later exports write updates); no arguments: list."""
     from triage.report.export import filed_records, record_filed
@@ -235,7 +219,14 @@ def filed_cmd(
         r = record_filed(store, cluster, url)
     finally:
         store.close()
-    out(f"{r['id']} filed at {r['url']}")
+    if fmt == ListFormat.json:      # the object Triage.filed() returns
+        from triage.cli_app import dumps_json
+
+        out(dumps_json(r))
+    elif fmt == ListFormat.csv:
+        emit([r], fmt, ["id", "url", "filed_at"])
+    else:
+        out(f"{r['id']} filed at {r['url']}")
     for o in r.get("also_filed") or []:
         warn(f"note: {o['id']} (merged into {r['id']}) was filed earlier at {o['url']}; "
              f"exports keep updating that earliest-filed issue (see docs/reports.md)")

@@ -100,7 +100,9 @@ def encoding_from_compression(text: str | None) -> dict[str, Any] | None:
     schemes: list[str] = []
     enc: dict[str, Any] = {"scheme": None, "nbits": None, "dtype": None, "granularity": None,
                            "block_size": None, "group_size": None, "ops": {},
-                           "uncompressed_weights": None, "source": "flags", "notes": []}
+                           "uncompressed_weights": None, "source": "flags",
+                           # the same keys as a model read (``_empty``); counts are unknown
+                           "compressed_weights": None, "notes": []}
 
     def scheme(name):
         if name not in schemes:

@@ -298,7 +298,11 @@ def bound_json(b: Bound | None) -> Any:
 
 def releases_records(store, aliases: dict[str, dict[str, str]] | None = None,
                      kind: str | None = None) -> list[dict[str, Any]]:
-    """Builds seen in the store, in build order: the ``triage releases --format json`` array."""
+    """The ``triage releases --format json`` array (and ``Triage.releases_records()``): builds
+    seen in the store (``seen: true``) plus the builds aliases point at with no report yet
+    (``seen: false``, ``count`` 0, empty ``platforms``, null times), all in build order, each
+    with its parsed parts (``major``/``train``/``number``/``suffix``/``seed``, null when the
+    build is unparseable)."""
     if aliases is None:
         aliases = all_aliases(store)
     where, params = ("WHERE kind=?", (kind,)) if kind else ("", ())
@@ -316,6 +320,13 @@ def releases_records(store, aliases: dict[str, dict[str, str]] | None = None,
         if t1 is not None and (r["last_seen"] is None or t1 > r["last_seen"]):
             r["last_seen"] = t1
     names_by_build = aliases_by_build(aliases)
+    for r in by_build.values():
+        r["seen"] = True
+    # aliases pointing at builds not (yet) seen are listed too, so they can be checked
+    for build in names_by_build:
+        if build not in by_build:
+            by_build[build] = {"build": build, "platforms": {}, "count": 0, "first_seen": None,
+                               "last_seen": None, "seen": False}
     out = []
     for build in sorted(by_build, key=lambda b: build_key(b)):
         r = by_build[build]
@@ -328,6 +339,7 @@ def releases_records(store, aliases: dict[str, dict[str, str]] | None = None,
         r["seed"] = b.seed if b else None
         r["first_seen"] = iso_ts(r["first_seen"])
         r["last_seen"] = iso_ts(r["last_seen"])
+        r["seen"] = r.pop("seen")           # last, as the CLI always printed it
         out.append(r)
     return out
 

@@ -1,7 +1,8 @@
 """Read-side queries over the store: the ``incidents`` / ``incidents --errors`` JSON contracts.
 
-``incident_records`` returns exactly what ``triage incidents --format json`` prints (and what
-``triage.api.Triage.incidents_records`` / the pandas ``incidents()`` DataFrame wrap).
+``incident_records`` returns exactly what ``triage incidents --format json`` prints; the CLI and
+``triage.api.Triage.incidents_records`` / the pandas ``incidents()`` DataFrame call it through
+``triage.api.incident_rows`` (filter checks, ``since``/``until`` as build/date/alias).
 """
 
 from __future__ import annotations
