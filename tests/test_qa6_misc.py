@@ -7,13 +7,14 @@ import re
 import sqlite3
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 
 import orjson
 import pytest
 
 from triage.cli import main
+
+from test_cli_ingest import ips_bytes  # a small JSON crash report
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "fixtures" / "DiagnosticReports"
@@ -40,20 +41,6 @@ def error_rows(db: Path) -> list[tuple]:
         con.close()
 
 
-def ips_bytes(i: int) -> bytes:
-    iid = str(uuid.UUID(int=i + 1)).upper()
-    hdr = {"bug_type": "309", "timestamp": "2026-09-18 08:24:00.00 +0000",
-           "os_version": "macOS 26.0 (26A5353q)", "incident_id": iid, "name": "mlc"}
-    body = {"incident": iid, "procName": "mlc", "pid": 10 + i,
-            "captureTime": f"2026-09-18 08:24:{i:02d}.00 +0000",
-            "osVersion": {"train": "macOS 26.0", "build": "26A5353q"},
-            "exception": {"type": "EXC_CRASH", "signal": "SIGABRT"}, "faultingThread": 0,
-            "threads": [{"id": 7, "triggered": True,
-                         "frames": [{"imageOffset": 1234, "symbol": "__pthread_kill",
-                                     "symbolLocation": 8, "imageIndex": 0}]}],
-            "usedImages": [{"name": "libsystem_kernel.dylib", "base": 4096, "size": 9999,
-                            "uuid": "11111111-2222-3333-4444-555555555555"}]}
-    return orjson.dumps(hdr) + b"\n" + orjson.dumps(body)
 
 
 # ---------------------------------------------------------------- 6: pandas import (docs/api.md)
