@@ -82,6 +82,7 @@ def missing_arguments(paths: Iterable[str]) -> set[str]:
             missing.add(os.path.abspath(expanded))
     return missing
 
+
 #: files-table statuses that let an unchanged file be skipped without reading it
 _DONE_STATUSES = {"ingested": "already_known", "duplicate": "already_known", "skipped": "skipped"}
 
